@@ -1,0 +1,267 @@
+//! The contract a protocol implements. Everything else (profiles, scheduling, reporting,
+//! deltas, reconnects) comes from the SDK.
+//!
+//! A [`Driver`] parses its typed protocol and visitor configs once, when a profile is
+//! resolved ([`bind`]), and connects devices. A connected [`Device`] is owned by exactly
+//! one worker task, so it needs no locks. Errors say whether the link is gone
+//! ([`DriverError::Link`]: the SDK reconnects with backoff) or the device answered but
+//! refused ([`DriverError::Refused`]: the link is kept).
+
+use std::fmt::Debug;
+use std::future::Future;
+
+use serde_json::Value as Json;
+use thiserror::Error;
+
+use crate::model::{DeviceId, PropertyName, Value};
+use crate::profile::{DeviceDef, Issue, PropertyDef, ProtocolDef};
+
+/// What went wrong talking to a device.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum DriverError {
+    /// The connection is gone or unusable; the SDK drops the device handle and reconnects.
+    #[error("link lost: {0}")]
+    Link(String),
+    /// The device did not answer in time. Counts against the device's state; the link is
+    /// kept (on a shared bus other devices may be fine).
+    #[error("no answer: {0}")]
+    Timeout(String),
+    /// The device answered with a refusal (e.g. a Modbus exception). The device is online.
+    #[error("the device refused the request: {0}")]
+    Refused(String),
+    /// The value cannot be encoded for, or decoded from, this property (e.g. out of the
+    /// register's range, or a reply too short for the visitor).
+    #[error("{0}")]
+    Invalid(String),
+}
+
+impl DriverError {
+    /// Whether the handle must be dropped and the device reconnected.
+    pub fn is_link(&self) -> bool {
+        matches!(self, Self::Link(_))
+    }
+
+    /// Whether the error shows the device is not reachable (counts towards offline).
+    pub fn is_unreachable(&self) -> bool {
+        matches!(self, Self::Link(_) | Self::Timeout(_))
+    }
+}
+
+/// A protocol or visitor config a driver refused.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[error("field {field:?}: {message}")]
+pub struct ConfigError {
+    /// The field, e.g. `visitorConfig.register`.
+    pub field: String,
+    /// What is wrong and how to fix it.
+    pub message: String,
+}
+
+impl ConfigError {
+    /// A new error about `field`.
+    pub fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
+        Self {
+            field: field.into(),
+            message: message.into(),
+        }
+    }
+
+    /// Turns a serde error from deserializing `field` into a config error.
+    pub fn from_serde(field: impl Into<String>, err: &serde_json::Error) -> Self {
+        Self::new(field, err.to_string())
+    }
+}
+
+/// A property as a driver sees it: the resolved model facts and its typed visitor.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PropertySpec<V> {
+    /// Name, type, limits, cycles.
+    pub def: PropertyDef,
+    /// The driver's visitor config.
+    pub visitor: V,
+}
+
+/// A device bound to a driver: generic facts plus typed configs.
+#[derive(Debug)]
+pub struct DeviceSpec<D: Driver> {
+    /// The resolved, protocol-agnostic device.
+    pub def: DeviceDef,
+    /// The driver's protocol config.
+    pub protocol: D::Protocol,
+    /// Properties whose visitors the driver accepted.
+    pub properties: Vec<PropertySpec<D::Visitor>>,
+}
+
+impl<D: Driver> Clone for DeviceSpec<D> {
+    fn clone(&self) -> Self {
+        Self {
+            def: self.def.clone(),
+            protocol: self.protocol.clone(),
+            properties: self.properties.clone(),
+        }
+    }
+}
+
+impl<D: Driver> DeviceSpec<D> {
+    /// The device id used in topics.
+    pub fn id(&self) -> &DeviceId {
+        &self.def.id
+    }
+}
+
+/// A protocol: typed configs and connecting.
+pub trait Driver: Send + Sync + 'static {
+    /// The typed protocol config of one device (address, unit id, ...).
+    type Protocol: Debug + Clone + PartialEq + Send + Sync + 'static;
+    /// The typed visitor config of one property (register, characteristic, ...).
+    type Visitor: Debug + Clone + PartialEq + Send + Sync + 'static;
+    /// A connected device.
+    type Device: Device<Visitor = Self::Visitor>;
+
+    /// A short name for logs and the default MQTT client id (`modbus`, `ble`).
+    fn name(&self) -> &'static str;
+
+    /// Whether this driver serves devices of this protocol (other devices in the profile
+    /// belong to other mappers and are skipped silently).
+    fn handles(&self, protocol: &ProtocolDef) -> bool;
+
+    /// Parses and validates a device's protocol config.
+    fn parse_protocol(&self, protocol: &ProtocolDef) -> Result<Self::Protocol, ConfigError>;
+
+    /// Parses and validates one property's visitor config.
+    fn parse_visitor(
+        &self,
+        property: &PropertyDef,
+        protocol: &Self::Protocol,
+    ) -> Result<Self::Visitor, ConfigError>;
+
+    /// Connects a device. Called again with backoff after [`DriverError::Link`].
+    fn connect(
+        &self,
+        spec: &DeviceSpec<Self>,
+    ) -> impl Future<Output = Result<Self::Device, DriverError>> + Send
+    where
+        Self: Sized;
+}
+
+/// A connected device, owned by one worker task.
+pub trait Device: Send + 'static {
+    /// The driver's visitor type.
+    type Visitor: Send + Sync;
+
+    /// Reads one property.
+    fn read(
+        &mut self,
+        property: &PropertySpec<Self::Visitor>,
+    ) -> impl Future<Output = Result<Value, DriverError>> + Send;
+
+    /// Writes one property. The value has the property's type and lies within the model's
+    /// limits; the driver refuses values its encoding cannot hold.
+    fn write(
+        &mut self,
+        property: &PropertySpec<Self::Visitor>,
+        value: &Value,
+    ) -> impl Future<Output = Result<(), DriverError>> + Send;
+
+    /// Reads several properties due in the same tick, one result each, in order. The
+    /// default reads them one by one; drivers that can merge requests override it.
+    fn read_many(
+        &mut self,
+        properties: &[&PropertySpec<Self::Visitor>],
+    ) -> impl Future<Output = Vec<Result<Value, DriverError>>> + Send {
+        async move {
+            let mut out = Vec::with_capacity(properties.len());
+            for p in properties {
+                let r = self.read(p).await;
+                let stop = r.as_ref().is_err_and(DriverError::is_link);
+                out.push(r);
+                if stop {
+                    // The link is gone: the rest would fail the same way.
+                    while out.len() < properties.len() {
+                        out.push(Err(DriverError::Link("link lost earlier in this batch".into())));
+                    }
+                    break;
+                }
+            }
+            out
+        }
+    }
+
+    /// Values the device pushes by itself (e.g. BLE notifications). Must be cancel-safe:
+    /// the worker drops this future whenever something else is due. The default never
+    /// yields.
+    fn next_push(
+        &mut self,
+    ) -> impl Future<Output = Option<(PropertyName, Result<Value, DriverError>)>> + Send {
+        std::future::pending()
+    }
+
+    /// Releases the connection before the handle is dropped.
+    fn close(&mut self) -> impl Future<Output = ()> + Send {
+        async {}
+    }
+}
+
+/// Binds a resolved device to a driver: parses the protocol config and every visitor.
+///
+/// A bad protocol config is an error for the device; a bad visitor drops that property
+/// only and is returned among the issues. Returns `None` when the driver does not handle
+/// the device's protocol.
+pub fn bind<D: Driver>(
+    driver: &D,
+    def: DeviceDef,
+) -> Option<Result<(DeviceSpec<D>, Vec<Issue>), Issue>> {
+    if !driver.handles(&def.protocol) {
+        return None;
+    }
+    let device = def.id.to_string();
+    let protocol = match driver.parse_protocol(&def.protocol) {
+        Ok(p) => p,
+        Err(e) => {
+            return Some(Err(Issue {
+                device: Some(device),
+                property: None,
+                field: Some(e.field),
+                message: e.message,
+            }));
+        }
+    };
+    let mut issues = Vec::new();
+    let mut properties = Vec::new();
+    for p in &def.properties {
+        match driver.parse_visitor(p, &protocol) {
+            Ok(visitor) => properties.push(PropertySpec {
+                def: p.clone(),
+                visitor,
+            }),
+            Err(e) => issues.push(Issue {
+                device: Some(device.clone()),
+                property: Some(p.name.to_string()),
+                field: Some(e.field),
+                message: e.message,
+            }),
+        }
+    }
+    Some(Ok((
+        DeviceSpec {
+            def,
+            protocol,
+            properties,
+        },
+        issues,
+    )))
+}
+
+/// Deserializes a driver config from profile JSON, matching field names the way Go does
+/// (see [`crate::profile::ci`]). `null` becomes the type's default via `serde(default)`.
+pub fn config_from_json<T: serde::de::DeserializeOwned>(
+    field: &str,
+    value: &Json,
+) -> Result<T, ConfigError> {
+    let v = if value.is_null() {
+        Json::Object(serde_json::Map::new())
+    } else {
+        value.clone()
+    };
+    crate::profile::ci::from_value(v).map_err(|e| ConfigError::from_serde(field, &e))
+}

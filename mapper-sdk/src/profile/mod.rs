@@ -1,0 +1,763 @@
+//! Device profiles: every format KubeEdge has used to tell a mapper which devices it owns,
+//! parsed tolerantly and resolved by a pure function into one protocol-agnostic model.
+//!
+//! Accepted inputs (detected from the content, see [`Format`]):
+//! - the v1alpha2 device-profile JSON of KubeEdge 1.4-1.14 (`deviceProfile.json`);
+//! - the legacy v1alpha1 layout of KubeEdge 1.3 and the JavaScript mapper;
+//! - `devices.kubeedge.io/v1alpha2` and `v1beta1` `Device` and `DeviceModel` resources, as
+//!   YAML (several documents) or JSON (an object, an array or a `List`);
+//! - a `ConfigMap` resource whose `data` holds `deviceProfile.json`.
+//!
+//! [`resolve`] never fails as a whole unless the text is unreadable: each device either
+//! resolves or yields errors that name the device, the property and the field. Protocol
+//! configs and visitors stay JSON here; a driver turns them into its typed configs in
+//! [`crate::driver::bind`].
+
+pub mod ci;
+mod crd;
+mod raw;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+use std::time::Duration;
+
+use serde_json::Value as Json;
+use thiserror::Error;
+
+use crate::model::{AccessMode, DataType, DeviceId, PropertyName, check_wire_value};
+
+/// How the device part of MQTT topics is formed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum TopicScheme {
+    /// `{id}`: the profile's device id (KubeEdge up to 1.15).
+    #[default]
+    Id,
+    /// `{namespace}/{name}` (KubeEdge 1.17 and later).
+    NamespaceName,
+}
+
+/// Options of [`resolve`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ResolveOptions {
+    /// How device ids are formed.
+    pub topic_scheme: TopicScheme,
+    /// The namespace assumed for devices of a ConfigMap profile (which carries none).
+    pub namespace: String,
+    /// The smallest collect or report cycle; smaller values are raised to it with a warning.
+    pub min_cycle: Duration,
+    /// The collect cycle used when a visitor gives none (or `0`).
+    pub default_cycle: Duration,
+}
+
+impl Default for ResolveOptions {
+    fn default() -> Self {
+        Self {
+            topic_scheme: TopicScheme::Id,
+            namespace: "default".into(),
+            min_cycle: MIN_CYCLE,
+            default_cycle: Duration::from_secs(1),
+        }
+    }
+}
+
+/// The documented minimum collect/report cycle: 10 ms.
+pub const MIN_CYCLE: Duration = Duration::from_millis(10);
+
+/// Which format a profile was written in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    /// The v1alpha2 device-profile JSON (cycles in nanoseconds).
+    V1Alpha2Profile,
+    /// The legacy v1alpha1 device-profile JSON.
+    V1Alpha1Profile,
+    /// `devices.kubeedge.io/v1alpha2` resources (cycles in nanoseconds).
+    V1Alpha2Resources,
+    /// `devices.kubeedge.io/v1beta1` resources (cycles in milliseconds).
+    V1Beta1Resources,
+}
+
+impl fmt::Display for Format {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::V1Alpha2Profile => "v1alpha2 device profile",
+            Self::V1Alpha1Profile => "v1alpha1 device profile",
+            Self::V1Alpha2Resources => "v1alpha2 Device/DeviceModel resources",
+            Self::V1Beta1Resources => "v1beta1 Device/DeviceModel resources",
+        })
+    }
+}
+
+/// A resolved device, protocol-agnostic.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DeviceDef {
+    /// The id used in topics (see [`TopicScheme`]).
+    pub id: DeviceId,
+    /// The device name.
+    pub name: String,
+    /// The namespace (from the resource, or [`ResolveOptions::namespace`]).
+    pub namespace: String,
+    /// The device model name.
+    pub model: String,
+    /// The protocol and its raw configuration.
+    pub protocol: ProtocolDef,
+    /// The properties that have a visitor, in profile order.
+    pub properties: Vec<PropertyDef>,
+    /// Where data properties are published (`+` stands for the device id).
+    pub data_topic: Option<String>,
+}
+
+/// A device's protocol, still as JSON.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ProtocolDef {
+    /// The protocol kind, e.g. `modbus`, `bluetooth`, `modbus-tcp` (v1alpha1),
+    /// `customized-protocol`, or a v1beta1 `protocolName`.
+    pub kind: String,
+    /// `protocolConfig` (v1alpha2), `protocol_config` (v1alpha1) or `configData` (v1beta1).
+    pub config: Json,
+    /// `protocolCommonConfig` (v1alpha2) or `null`.
+    pub common: Json,
+}
+
+/// A resolved property: model facts plus the device's visitor.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PropertyDef {
+    /// The property (twin) name.
+    pub name: PropertyName,
+    /// The model's data type.
+    pub data_type: DataType,
+    /// Whether deltas may write it.
+    pub access: AccessMode,
+    /// The model's minimum, if it sets one.
+    pub minimum: Option<f64>,
+    /// The model's maximum, if it sets one.
+    pub maximum: Option<f64>,
+    /// The model's unit.
+    pub unit: Option<String>,
+    /// How often to read it; `None` means never poll (a negative cycle).
+    pub collect_cycle: Option<Duration>,
+    /// The longest silence between two reports of an unchanged value; `None`: report on
+    /// change only. Defaults to the collect cycle.
+    pub report_cycle: Option<Duration>,
+    /// The protocol-specific visitor config, still JSON.
+    pub visitor: Json,
+    /// Reported on `twin/update`.
+    pub twin: bool,
+    /// Reported on the data topic.
+    pub data: bool,
+    /// The desired value named in the profile, if any (informational for ConfigMap
+    /// profiles: deltas and `twin/get` win, see contract E9).
+    pub desired: Option<String>,
+    /// The twin type edgecore stores (`desired.metadata.type`), used to check reports.
+    pub stored_type: Option<String>,
+}
+
+impl PropertyDef {
+    /// Whether `value` lies within the model's minimum and maximum.
+    pub fn in_range(&self, value: f64) -> bool {
+        self.minimum.is_none_or(|m| value >= m) && self.maximum.is_none_or(|m| value <= m)
+    }
+}
+
+/// Where in a profile a problem sits, and what it is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Issue {
+    /// The device id or name, when known.
+    pub device: Option<String>,
+    /// The property, when the problem is about one.
+    pub property: Option<String>,
+    /// The field, e.g. `collectCycle`, `protocol`, `model`.
+    pub field: Option<String>,
+    /// What is wrong and how to fix it.
+    pub message: String,
+}
+
+impl Issue {
+    fn device(device: &str, field: &str, message: impl Into<String>) -> Self {
+        Self {
+            device: Some(device.to_owned()),
+            property: None,
+            field: Some(field.to_owned()),
+            message: message.into(),
+        }
+    }
+
+    fn property(device: &str, property: &str, field: &str, message: impl Into<String>) -> Self {
+        Self {
+            device: Some(device.to_owned()),
+            property: Some(property.to_owned()),
+            field: Some(field.to_owned()),
+            message: message.into(),
+        }
+    }
+}
+
+impl fmt::Display for Issue {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut parts = Vec::new();
+        if let Some(d) = &self.device {
+            parts.push(format!("device {d:?}"));
+        }
+        if let Some(p) = &self.property {
+            parts.push(format!("property {p:?}"));
+        }
+        if let Some(x) = &self.field {
+            parts.push(format!("field {x:?}"));
+        }
+        if parts.is_empty() {
+            f.write_str(&self.message)
+        } else {
+            write!(f, "{}: {}", parts.join(", "), self.message)
+        }
+    }
+}
+
+/// A profile problem.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum ProfileError {
+    /// The text is not a profile at all; no device can be read from it.
+    #[error("the profile cannot be read: {0}")]
+    Unreadable(String),
+    /// One device (or one property of it) is invalid; the others are unaffected.
+    #[error("{0}")]
+    Invalid(Issue),
+}
+
+/// The outcome of [`resolve`].
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Resolved {
+    /// The detected format (`None` when unreadable).
+    pub format: Option<Format>,
+    /// Devices that resolved (possibly without some invalid properties).
+    pub devices: Vec<DeviceDef>,
+    /// Per-device and per-property errors.
+    pub errors: Vec<ProfileError>,
+    /// Things that work but are probably not what the author meant.
+    pub warnings: Vec<Issue>,
+}
+
+/// Parses and resolves a profile in any supported format. Pure.
+pub fn resolve(text: &str, opts: &ResolveOptions) -> Resolved {
+    let docs = match parse_documents(text) {
+        Ok(docs) => docs,
+        Err(e) => {
+            return Resolved {
+                errors: vec![ProfileError::Unreadable(e)],
+                ..Resolved::default()
+            };
+        }
+    };
+    let mut out = Resolved::default();
+    let mut drafts = Drafts::default();
+    for doc in docs {
+        if let Err(e) = classify(doc, &mut drafts, &mut out) {
+            out.errors.push(ProfileError::Unreadable(e));
+        }
+    }
+    finish(drafts, opts, &mut out);
+    out
+}
+
+/// Splits the text into JSON values: one JSON document, or YAML documents.
+fn parse_documents(text: &str) -> Result<Vec<Json>, String> {
+    let trimmed = text.trim_start_matches('\u{feff}').trim();
+    if trimmed.is_empty() {
+        return Err("the profile is empty".into());
+    }
+    if trimmed.starts_with('{') || trimmed.starts_with('[') {
+        let v: Json =
+            serde_json::from_str(trimmed).map_err(|e| format!("invalid JSON: {e}"))?;
+        return Ok(match v {
+            Json::Array(items) => items,
+            other => vec![other],
+        });
+    }
+    let docs: Vec<Json> =
+        serde_saphyr::from_multiple(trimmed).map_err(|e| format!("invalid YAML: {e}"))?;
+    Ok(docs.into_iter().filter(|d| !d.is_null()).collect())
+}
+
+/// Sorts one document into the drafts.
+fn classify(doc: Json, drafts: &mut Drafts, out: &mut Resolved) -> Result<(), String> {
+    let Json::Object(map) = &doc else {
+        return Err("expected a JSON or YAML object".into());
+    };
+    let get = |k: &str| {
+        map.iter()
+            .find(|(key, _)| key.eq_ignore_ascii_case(k))
+            .map(|(_, v)| v)
+    };
+    let kind = get("kind").and_then(Json::as_str).map(str::to_owned);
+    let api = get("apiVersion").and_then(Json::as_str).unwrap_or("").to_owned();
+    let is_profile =
+        get("deviceInstances").is_some() || get("deviceModels").is_some() || get("protocols").is_some();
+    if let Some(kind) = kind.as_deref() {
+        let api = api.as_str();
+        return match kind {
+            "List" | "DeviceList" | "DeviceModelList" | "ConfigMapList" => {
+                let items = get("items").and_then(Json::as_array).cloned().unwrap_or_default();
+                for item in items {
+                    classify(item, drafts, out)?;
+                }
+                Ok(())
+            }
+            "ConfigMap" => {
+                let data = get("data").and_then(Json::as_object);
+                let profile = data.and_then(|d| {
+                    d.iter()
+                        .find(|(k, _)| k.ends_with(".json"))
+                        .and_then(|(_, v)| v.as_str())
+                });
+                match profile {
+                    Some(text) => {
+                        for inner in parse_documents(text)? {
+                            classify(inner, drafts, out)?;
+                        }
+                        Ok(())
+                    }
+                    None => Err("the ConfigMap has no deviceProfile.json key in data".into()),
+                }
+            }
+            "Device" | "DeviceModel" if api.starts_with("devices.kubeedge.io/") => {
+                let format = if api.ends_with("v1beta1") {
+                    Format::V1Beta1Resources
+                } else {
+                    Format::V1Alpha2Resources
+                };
+                note_format(out, format);
+                crd::add_resource(kind, format, doc, drafts);
+                Ok(())
+            }
+            "CustomResourceDefinition" => Err(format!(
+                "this is the definition of the {} CRD, not a device; give Device and DeviceModel resources",
+                get("metadata")
+                    .and_then(|m| m.get("name"))
+                    .and_then(Json::as_str)
+                    .unwrap_or("?")
+            )),
+            other => Err(format!(
+                "a {other} ({api}) is not a device profile; expected a device-profile JSON, a ConfigMap holding one, or Device/DeviceModel resources"
+            )),
+        };
+    }
+    if is_profile {
+        let format = raw::add_profile(doc, drafts);
+        note_format(out, format);
+        return Ok(());
+    }
+    Err("no deviceInstances, deviceModels or kind found: this is not a device profile".into())
+}
+
+fn note_format(out: &mut Resolved, format: Format) {
+    if out.format.is_none() {
+        out.format = Some(format);
+    }
+}
+
+/// Unit of the cycles in a draft.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum CycleUnit {
+    Nanos,
+    Millis,
+}
+
+/// A device as read from any format, before model lookup and validation.
+#[derive(Debug, Default)]
+struct Draft {
+    id: String,
+    name: String,
+    namespace: Option<String>,
+    model: String,
+    protocol: Option<Result<ProtocolDef, Issue>>,
+    visitors: Vec<DraftVisitor>,
+    /// Twin name -> (desired value, desired type).
+    twins: BTreeMap<String, (Option<String>, Option<String>)>,
+    data_properties: BTreeSet<String>,
+    data_topic: Option<String>,
+    issues: Vec<Issue>,
+    unit: Option<CycleUnit>,
+}
+
+#[derive(Debug, Default)]
+struct DraftVisitor {
+    property: String,
+    collect: Option<Json>,
+    report: Option<Json>,
+    config: Json,
+    desired: Option<String>,
+}
+
+#[derive(Debug, Default, Clone)]
+struct DraftModelProperty {
+    name: String,
+    data_type: Option<String>,
+    access: Option<String>,
+    minimum: Option<Json>,
+    maximum: Option<Json>,
+    unit: Option<String>,
+    /// Model-level visitor defaults (v1beta1 1.22+), merged under the device's.
+    visitor: Option<Json>,
+}
+
+#[derive(Debug, Default, Clone)]
+struct DraftModel {
+    namespace: Option<String>,
+    properties: Vec<DraftModelProperty>,
+}
+
+#[derive(Debug, Default)]
+struct Drafts {
+    devices: Vec<Draft>,
+    /// Model name -> definitions (possibly in several namespaces).
+    models: BTreeMap<String, Vec<DraftModel>>,
+    /// Problems with a model, reported on every device that uses it.
+    model_issues: BTreeMap<String, Vec<String>>,
+}
+
+fn finish(drafts: Drafts, opts: &ResolveOptions, out: &mut Resolved) {
+    let mut seen = BTreeSet::new();
+    for draft in drafts.devices {
+        let label = if draft.id.is_empty() { draft.name.clone() } else { draft.id.clone() };
+        for issue in &draft.issues {
+            out.errors.push(ProfileError::Invalid(issue.clone()));
+        }
+        if label.is_empty() {
+            out.errors.push(ProfileError::Invalid(Issue {
+                device: None,
+                property: None,
+                field: Some("id".into()),
+                message: "a device instance has neither id nor name; give it an id".into(),
+            }));
+            continue;
+        }
+        match finish_device(draft, &drafts.models, &drafts.model_issues, opts, out) {
+            Ok(dev) => {
+                if seen.insert(dev.id.clone()) {
+                    out.devices.push(dev);
+                } else {
+                    out.errors.push(ProfileError::Invalid(Issue::device(
+                        &label,
+                        "id",
+                        "a device with this id appears more than once; the first one is used",
+                    )));
+                }
+            }
+            Err(issue) => out.errors.push(ProfileError::Invalid(issue)),
+        }
+    }
+}
+
+fn finish_device(
+    draft: Draft,
+    models: &BTreeMap<String, Vec<DraftModel>>,
+    model_issues: &BTreeMap<String, Vec<String>>,
+    opts: &ResolveOptions,
+    out: &mut Resolved,
+) -> Result<DeviceDef, Issue> {
+    let name = if draft.name.is_empty() { draft.id.clone() } else { draft.name.clone() };
+    let profile_id = if draft.id.is_empty() { name.clone() } else { draft.id.clone() };
+    let namespace = draft.namespace.clone().unwrap_or_else(|| opts.namespace.clone());
+    let id = match opts.topic_scheme {
+        TopicScheme::Id => profile_id.clone(),
+        TopicScheme::NamespaceName => format!("{namespace}/{name}"),
+    };
+    let label = profile_id.as_str();
+    let protocol = match draft.protocol {
+        Some(Ok(p)) => p,
+        Some(Err(issue)) => return Err(issue),
+        None => return Err(Issue::device(label, "protocol", "the device names no protocol")),
+    };
+    if draft.model.is_empty() {
+        return Err(Issue::device(label, "model", "the device names no device model"));
+    }
+    if let Some(problems) = model_issues.get(&draft.model) {
+        return Err(Issue::device(
+            label,
+            "model",
+            format!("device model {:?} is invalid: {}", draft.model, problems.join("; ")),
+        ));
+    }
+    let model = models.get(&draft.model).and_then(|defs| {
+        defs.iter()
+            .find(|m| m.namespace.as_deref() == draft.namespace.as_deref())
+            .or_else(|| defs.first())
+    });
+    let Some(model) = model else {
+        return Err(Issue::device(
+            label,
+            "model",
+            format!("device model {:?} is not in the profile; add it to deviceModels", draft.model),
+        ));
+    };
+    let unit = draft.unit.unwrap_or(CycleUnit::Nanos);
+    let mut properties = Vec::new();
+    let mut visited = BTreeSet::new();
+    for v in draft.visitors {
+        let prop = v.property.clone();
+        if prop.is_empty() {
+            out.errors.push(ProfileError::Invalid(Issue::device(
+                label,
+                "propertyVisitors.propertyName",
+                "a property visitor has no propertyName",
+            )));
+            continue;
+        }
+        if !visited.insert(prop.clone()) {
+            out.errors.push(ProfileError::Invalid(Issue::property(
+                label,
+                &prop,
+                "propertyName",
+                "the property has more than one visitor; the first one is used",
+            )));
+            continue;
+        }
+        let Some(mp) = model.properties.iter().find(|p| p.name == prop) else {
+            out.errors.push(ProfileError::Invalid(Issue::property(
+                label,
+                &prop,
+                "propertyName",
+                format!(
+                    "model {:?} has no property of this name; add it to the model or fix the visitor",
+                    draft.model
+                ),
+            )));
+            continue;
+        };
+        let twin = draft.twins.get(&prop);
+        let ctx = PropCtx { device: label, property: &prop, unit, opts };
+        match finish_property(&ctx, v, mp, twin, &draft.data_properties, out) {
+            Ok(p) => properties.push(p),
+            Err(issue) => out.errors.push(ProfileError::Invalid(issue)),
+        }
+    }
+    for (twin, (_, ty)) in &draft.twins {
+        if !visited.contains(twin) {
+            out.warnings.push(Issue::property(
+                label,
+                twin,
+                "propertyVisitors",
+                "the twin has no property visitor, so it is never read or written",
+            ));
+        }
+        if let Some(ty) = ty
+            && let Err(e) = check_wire_value("", Some(ty)).and(check_type_name(ty))
+        {
+            out.warnings.push(Issue::property(label, twin, "desired.metadata.type", e.to_string()));
+        }
+    }
+    Ok(DeviceDef {
+        id: DeviceId(id),
+        name,
+        namespace,
+        model: draft.model,
+        protocol,
+        properties,
+        data_topic: draft.data_topic,
+    })
+}
+
+fn check_type_name(ty: &str) -> Result<(), crate::model::WireError> {
+    check_wire_value("0", Some(ty)).or_else(|e| match e {
+        crate::model::WireError::UnusableType(_) => Err(e),
+        _ => Ok(()),
+    })
+}
+
+struct PropCtx<'a> {
+    device: &'a str,
+    property: &'a str,
+    unit: CycleUnit,
+    opts: &'a ResolveOptions,
+}
+
+impl PropCtx<'_> {
+    fn issue(&self, field: &str, message: impl Into<String>) -> Issue {
+        Issue::property(self.device, self.property, field, message)
+    }
+}
+
+fn finish_property(
+    ctx: &PropCtx<'_>,
+    v: DraftVisitor,
+    mp: &DraftModelProperty,
+    twin: Option<&(Option<String>, Option<String>)>,
+    data_properties: &BTreeSet<String>,
+    out: &mut Resolved,
+) -> Result<PropertyDef, Issue> {
+    let data_type = match mp.data_type.as_deref() {
+        Some(t) => DataType::parse(t).ok_or_else(|| {
+            ctx.issue(
+                "dataType",
+                format!("unknown data type {t:?}; use int, float, double, boolean, string or bytes"),
+            )
+        })?,
+        None => return Err(ctx.issue("dataType", "the model property has no data type")),
+    };
+    let access = match mp.access.as_deref() {
+        None | Some("") => AccessMode::ReadWrite,
+        Some(a) => AccessMode::parse(a).ok_or_else(|| {
+            ctx.issue("accessMode", format!("unknown access mode {a:?}; use ReadWrite or ReadOnly"))
+        })?,
+    };
+    let mut minimum = number(ctx, "minimum", mp.minimum.as_ref())?;
+    let mut maximum = number(ctx, "maximum", mp.maximum.as_ref())?;
+    // The cloud emits 0 for unset limits, so 0..0 means "no limits".
+    if minimum == Some(0.0) && maximum == Some(0.0) {
+        minimum = None;
+        maximum = None;
+    }
+    if let (Some(lo), Some(hi)) = (minimum, maximum)
+        && lo > hi
+    {
+        out.warnings.push(ctx.issue(
+            "maximum",
+            format!("maximum {hi} is below minimum {lo}; both limits are ignored"),
+        ));
+        minimum = None;
+        maximum = None;
+    }
+    let collect = match cycle(ctx, "collectCycle", v.collect.as_ref(), out)? {
+        Cycle::Default => Some(ctx.opts.default_cycle),
+        Cycle::Never => None,
+        Cycle::Every(d) => Some(d),
+    };
+    let report = match cycle(ctx, "reportCycle", v.report.as_ref(), out)? {
+        Cycle::Default => collect,
+        Cycle::Never => None,
+        Cycle::Every(d) => Some(d),
+    };
+    let mut visitor = v.config;
+    if let Some(defaults) = &mp.visitor {
+        visitor = merge_json(defaults.clone(), visitor);
+    }
+    let in_data = data_properties.contains(ctx.property);
+    let (desired, stored_type) = match twin {
+        Some((d, t)) => (d.clone().or(v.desired), t.clone()),
+        None => (v.desired, None),
+    };
+    Ok(PropertyDef {
+        name: PropertyName(ctx.property.to_owned()),
+        data_type,
+        access,
+        minimum,
+        maximum,
+        unit: mp.unit.clone().filter(|u| !u.is_empty()),
+        collect_cycle: collect,
+        report_cycle: report,
+        visitor,
+        twin: twin.is_some() || !in_data,
+        data: in_data,
+        desired: desired.filter(|d| !d.is_empty()),
+        stored_type,
+    })
+}
+
+/// Merges `over` onto `base` (objects key by key, anything else replaced).
+fn merge_json(base: Json, over: Json) -> Json {
+    match (base, over) {
+        (Json::Object(mut b), Json::Object(o)) => {
+            for (k, v) in o {
+                let merged = match b.remove(&k) {
+                    Some(old) => merge_json(old, v),
+                    None => v,
+                };
+                b.insert(k, merged);
+            }
+            Json::Object(b)
+        }
+        (base, Json::Null) => base,
+        (_, over) => over,
+    }
+}
+
+fn number(ctx: &PropCtx<'_>, field: &str, v: Option<&Json>) -> Result<Option<f64>, Issue> {
+    match v {
+        None | Some(Json::Null) => Ok(None),
+        Some(Json::Number(n)) => Ok(n.as_f64()),
+        Some(Json::String(s)) if s.trim().is_empty() => Ok(None),
+        Some(Json::String(s)) => s
+            .trim()
+            .parse::<f64>()
+            .ok()
+            .filter(|f| f.is_finite())
+            .map(Some)
+            .ok_or_else(|| ctx.issue(field, format!("{s:?} is not a number"))),
+        Some(other) => Err(ctx.issue(field, format!("expected a number, got {other}"))),
+    }
+}
+
+enum Cycle {
+    Default,
+    Never,
+    Every(Duration),
+}
+
+fn cycle(ctx: &PropCtx<'_>, field: &str, v: Option<&Json>, out: &mut Resolved) -> Result<Cycle, Issue> {
+    let unit_name = match ctx.unit {
+        CycleUnit::Nanos => "nanoseconds",
+        CycleUnit::Millis => "milliseconds",
+    };
+    let n: i64 = match v {
+        None | Some(Json::Null) => return Ok(Cycle::Default),
+        Some(Json::Number(n)) => match n.as_i64() {
+            Some(i) => i,
+            None => match n.as_f64() {
+                #[allow(clippy::cast_possible_truncation)]
+                Some(f) if f.fract() == 0.0 && f.abs() < 9.2e18 => f as i64,
+                _ => {
+                    return Err(ctx.issue(
+                        field,
+                        format!("{n} is not a whole number of {unit_name}"),
+                    ));
+                }
+            },
+        },
+        Some(Json::String(s)) => s.trim().parse().map_err(|_| {
+            ctx.issue(field, format!("{s:?} is not a whole number of {unit_name}"))
+        })?,
+        Some(other) => {
+            return Err(ctx.issue(field, format!("expected a whole number of {unit_name}, got {other}")));
+        }
+    };
+    if n == 0 {
+        return Ok(Cycle::Default);
+    }
+    if n < 0 {
+        return Ok(Cycle::Never);
+    }
+    #[allow(clippy::cast_sign_loss)]
+    let d = match ctx.unit {
+        CycleUnit::Nanos => Duration::from_nanos(n as u64),
+        CycleUnit::Millis => Duration::from_millis(n as u64),
+    };
+    if d < ctx.opts.min_cycle {
+        let hint = match ctx.unit {
+            CycleUnit::Nanos if n < 1_000_000 => format!(
+                " (profile cycles are nanoseconds: for {n} ms write {})",
+                n.saturating_mul(1_000_000)
+            ),
+            _ => String::new(),
+        };
+        out.warnings.push(ctx.issue(
+            field,
+            format!(
+                "{n} {unit_name} is {d:?}, below the minimum of {:?}; using the minimum{hint}",
+                ctx.opts.min_cycle
+            ),
+        ));
+        return Ok(Cycle::Every(ctx.opts.min_cycle));
+    }
+    Ok(Cycle::Every(d))
+}
+
+/// A JSON value rendered compactly for messages.
+fn short(v: &Json) -> String {
+    let s = v.to_string();
+    if s.chars().count() > 80 {
+        format!("{}...", s.chars().take(77).collect::<String>())
+    } else {
+        s
+    }
+}
+
+#[cfg(test)]
+mod tests;

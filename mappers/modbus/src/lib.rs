@@ -1,0 +1,1 @@
+//! Modbus mapper (work in progress).

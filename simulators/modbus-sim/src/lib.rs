@@ -1,0 +1,1 @@
+//! Modbus device simulator (work in progress).
