@@ -1,11 +1,22 @@
 //! `mapper-sdk`: everything a KubeEdge device mapper needs that does not depend on the
 //! device protocol.
 //!
-//! A protocol mapper implements [`driver::Driver`] and [`driver::Device`] and calls
-//! [`run`]; the SDK parses device profiles in every KubeEdge format ([`profile`]), runs
-//! one worker per device with per-property schedules and reconnects ([`runtime`]), and
-//! speaks KubeEdge's MQTT twin contract to edgecore ([`twin`]).
+//! A protocol mapper implements [`driver::Driver`] and [`driver::Device`] and hands the
+//! driver to [`main`] (or [`run`] in tests). The SDK parses device profiles in every
+//! KubeEdge format ([`profile`]), runs one worker per device with per-property schedules,
+//! reconnects and device states ([`runtime`]), watches the mounted profile ([`source`]),
+//! and speaks KubeEdge's MQTT twin contract to edgecore ([`twin`], [`mqtt`]).
 
+pub mod app;
+pub mod config;
 pub mod driver;
 pub mod model;
+pub mod mqtt;
 pub mod profile;
+pub mod runtime;
+pub mod source;
+#[cfg(feature = "testing")]
+pub mod testing;
+pub mod twin;
+
+pub use app::{load, main, run};

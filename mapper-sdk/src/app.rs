@@ -1,0 +1,286 @@
+//! Wiring: the profile source, the supervisor and the MQTT adapter in one `run`, the
+//! `check` mode, and the `main` every mapper binary calls.
+
+use std::fmt::Write as _;
+use std::future::Future;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+use thiserror::Error;
+use tokio::sync::{Notify, mpsc, watch};
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, error, info, warn};
+
+use crate::config::{CommonArgs, ProfileSetting, Settings, SettingsError};
+use crate::driver::{DeviceSpec, Driver, bind};
+use crate::mqtt::{Mqtt, MqttError};
+use crate::profile::{Issue, ResolveOptions, resolve};
+use crate::runtime::{Cmd, Inbound, Supervisor};
+use crate::source::FileSource;
+
+/// Why the mapper stopped with an error.
+#[derive(Debug, Error)]
+pub enum RunError {
+    /// Bad settings.
+    #[error(transparent)]
+    Settings(#[from] SettingsError),
+    /// Bad MQTT settings.
+    #[error(transparent)]
+    Mqtt(#[from] MqttError),
+}
+
+/// A profile bound to a driver.
+#[derive(Debug)]
+pub struct Loaded<D: Driver> {
+    /// Devices this driver runs.
+    pub devices: Vec<DeviceSpec<D>>,
+    /// Devices of other protocols (other mappers own them).
+    pub skipped: Vec<(String, String)>,
+    /// Errors: each names the device, property and field.
+    pub errors: Vec<String>,
+    /// Warnings.
+    pub warnings: Vec<Issue>,
+}
+
+/// Resolves a profile text and binds every device this driver handles. Pure.
+pub fn load<D: Driver>(driver: &D, text: &str, opts: &ResolveOptions) -> Loaded<D> {
+    let resolved = resolve(text, opts);
+    let mut out = Loaded {
+        devices: Vec::new(),
+        skipped: Vec::new(),
+        errors: resolved.errors.iter().map(ToString::to_string).collect(),
+        warnings: resolved.warnings,
+    };
+    for def in resolved.devices {
+        let id = def.id.to_string();
+        let kind = def.protocol.kind.clone();
+        match bind(driver, def) {
+            None => out.skipped.push((id, kind)),
+            Some(Err(issue)) => out.errors.push(issue.to_string()),
+            Some(Ok((spec, issues))) => {
+                out.errors.extend(issues.iter().map(ToString::to_string));
+                out.devices.push(spec);
+            }
+        }
+    }
+    out
+}
+
+fn log_loaded<D: Driver>(loaded: &Loaded<D>) {
+    for e in &loaded.errors {
+        error!("profile: {e}");
+    }
+    for w in &loaded.warnings {
+        warn!("profile: {w}");
+    }
+    for (id, kind) in &loaded.skipped {
+        debug!(device = %id, protocol = %kind, "device of another protocol; skipped");
+    }
+}
+
+/// Runs the mapper until `shutdown` completes: watches the profile, runs the devices,
+/// talks to the broker; then reports every device offline and flushes MQTT.
+pub async fn run<D: Driver>(
+    driver: D,
+    settings: Settings,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), RunError> {
+    let driver = Arc::new(driver);
+    let cancel = CancellationToken::new();
+    let (out_tx, out_rx) = mpsc::channel(4096);
+    let (in_tx, mut in_rx) = mpsc::channel(1024);
+    let mqtt = Mqtt::start(settings.mqtt.clone(), out_rx, in_tx)?;
+    let (prof_tx, mut prof_rx) = watch::channel(None);
+    let hint = Arc::new(Notify::new());
+    match &settings.profile {
+        ProfileSetting::File(path) => {
+            info!(path = %path.display(), "watching the device profile");
+            let src = FileSource::new(path.clone());
+            tokio::spawn(src.watch(prof_tx.clone(), Arc::clone(&hint), cancel.child_token()));
+        }
+        ProfileSetting::Inline(text) => {
+            info!("using the device profile from DEVICE_PROFILE");
+            let _ = prof_tx.send(Some(Arc::from(text.as_str())));
+        }
+    }
+    let mut sup = Supervisor::new(
+        Arc::clone(&driver),
+        settings.runtime.clone(),
+        out_tx,
+        cancel.child_token(),
+    );
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            () = &mut shutdown => break,
+            changed = prof_rx.changed() => {
+                if changed.is_err() {
+                    break;
+                }
+                let text = prof_rx.borrow_and_update().clone();
+                if let Some(text) = text {
+                    let loaded = load(&*driver, &text, &settings.resolve);
+                    log_loaded(&loaded);
+                    sup.apply(loaded.devices).await;
+                }
+            }
+            Some(msg) = in_rx.recv() => match msg {
+                Inbound::Desired { device, values } => {
+                    if !sup.route(&device, Cmd::Desired(values)) {
+                        debug!(device = %device, "desired values for a device this mapper does not run");
+                    }
+                }
+                Inbound::Connected => sup.resync_all(),
+                Inbound::MembershipChanged => hint.notify_one(),
+            },
+        }
+    }
+    info!("shutting down: reporting devices offline");
+    cancel.cancel();
+    drop(prof_tx);
+    sup.shutdown().await;
+    mqtt.finish(Duration::from_secs(5)).await;
+    info!("stopped");
+    Ok(())
+}
+
+/// Completes on ctrl-c or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
+}
+
+/// Renders the outcome of `check` for a person.
+pub fn check_report<D: Driver>(loaded: &Loaded<D>) -> String {
+    let mut s = String::new();
+    for d in &loaded.devices {
+        let _ = writeln!(s, "device {} (protocol {}, model {})", d.def.id, d.def.protocol.kind, d.def.model);
+        let _ = writeln!(s, "  protocol config: {:?}", d.protocol);
+        for p in &d.properties {
+            let cycle = p.def.collect_cycle.map_or_else(|| "never".to_owned(), |c| format!("{c:?}"));
+            let _ = writeln!(
+                s,
+                "  {} {} {:?} every {cycle}{}{}: {:?}",
+                p.def.name,
+                p.def.data_type,
+                p.def.access,
+                if p.def.twin { " twin" } else { "" },
+                if p.def.data { " data" } else { "" },
+                p.visitor
+            );
+        }
+    }
+    for (id, kind) in &loaded.skipped {
+        let _ = writeln!(s, "skipped {id}: protocol {kind} is not handled by this mapper");
+    }
+    for w in &loaded.warnings {
+        let _ = writeln!(s, "warning: {w}");
+    }
+    for e in &loaded.errors {
+        let _ = writeln!(s, "error: {e}");
+    }
+    let _ = writeln!(
+        s,
+        "{} device(s) ok, {} skipped, {} error(s), {} warning(s)",
+        loaded.devices.len(),
+        loaded.skipped.len(),
+        loaded.errors.len(),
+        loaded.warnings.len()
+    );
+    s
+}
+
+#[derive(Debug, Parser)]
+#[command(version, about = "A KubeEdge device mapper")]
+struct Cli {
+    #[command(flatten)]
+    common: CommonArgs,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the mapper (the default).
+    Run,
+    /// Validate a profile: print the resolved devices or every error; exit 1 on errors.
+    Check {
+        /// The profile (default: the configured one).
+        profile: Option<std::path::PathBuf>,
+    },
+}
+
+fn init_tracing(filter: Option<&str>) {
+    let filter = filter
+        .map(tracing_subscriber::EnvFilter::new)
+        .or_else(|| tracing_subscriber::EnvFilter::try_from_default_env().ok())
+        .unwrap_or_else(|| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+/// The whole `main` of a mapper binary: flags, logging, `check` or `run`.
+pub fn main<D: Driver>(driver: D) -> ExitCode {
+    let cli = Cli::parse();
+    init_tracing(cli.common.log_level.as_deref());
+    let settings = match Settings::from_args(&cli.common, driver.name()) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    if let Some(Command::Check { profile }) = &cli.command {
+        let text = match (profile, &settings.profile) {
+            (Some(p), _) | (None, ProfileSetting::File(p)) => match std::fs::read_to_string(p) {
+                Ok(t) => t,
+                Err(e) => {
+                    eprintln!("error: cannot read {}: {e}", p.display());
+                    return ExitCode::from(2);
+                }
+            },
+            (None, ProfileSetting::Inline(t)) => t.clone(),
+        };
+        let loaded = load(&driver, &text, &settings.resolve);
+        print!("{}", check_report(&loaded));
+        return if loaded.errors.is_empty() { ExitCode::SUCCESS } else { ExitCode::FAILURE };
+    }
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match rt.block_on(run(driver, settings, shutdown_signal())) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(2)
+        }
+    }
+}

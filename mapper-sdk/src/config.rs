@@ -1,0 +1,381 @@
+//! The mapper's settings: the mappers-go `config.yaml` keys unchanged (contract §4.6),
+//! our own `mapper:` section, CLI flags and environment variables that override the file,
+//! and the `DEVICE_PROFILE` fallback.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use clap::{Args, ValueEnum};
+use serde::Deserialize;
+use thiserror::Error;
+
+use crate::model::StateNames;
+use crate::mqtt::{MqttError, MqttSettings, TlsSettings};
+use crate::profile::{ResolveOptions, TopicScheme};
+use crate::runtime::RuntimeOptions;
+
+/// The default profile path, where KubeEdge mounts the device-profile ConfigMap.
+pub const DEFAULT_PROFILE: &str = "/opt/kubeedge/deviceProfile.json";
+/// The default broker (edgecore's external broker).
+pub const DEFAULT_BROKER: &str = "tcp://127.0.0.1:1883";
+
+/// The config file (`config.yaml`). Keys are matched case-insensitively.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase", default)]
+pub struct ConfigFile {
+    /// The `mqtt:` section (mappers-go and mapper-sdk-go keys).
+    pub mqtt: MqttSection,
+    /// The profile path (`configmap:` in mappers-go).
+    pub configmap: Option<PathBuf>,
+    /// Settings of this mapper that mappers-go lacks.
+    pub mapper: MapperSection,
+}
+
+/// `mqtt:` keys.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase", default)]
+pub struct MqttSection {
+    /// Broker URL, e.g. `tcp://127.0.0.1:1883` or `ssl://host:8883`.
+    pub server: Option<String>,
+    /// Username.
+    pub username: Option<String>,
+    /// Password.
+    pub password: Option<String>,
+    /// Client certificate (PEM).
+    pub certification: Option<PathBuf>,
+    /// Client key (PEM).
+    pub privatekey: Option<PathBuf>,
+    /// CA certificate that signs the broker's certificate (PEM).
+    pub ca_cert: Option<PathBuf>,
+    /// Name to verify the broker's certificate against.
+    pub servername: Option<String>,
+    /// MQTT client id.
+    pub client_id: Option<String>,
+    /// QoS of twin and state publishes (0, 1 or 2; default 1).
+    pub qos: Option<u8>,
+    /// Keep-alive in seconds (default 30).
+    pub keep_alive: Option<u64>,
+}
+
+/// `mapper:` keys.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase", default)]
+pub struct MapperSection {
+    /// `id` (default) or `namespace/name` (KubeEdge 1.17+).
+    pub topic_scheme: Option<String>,
+    /// Send `OK`/`DISCONNECTED` instead of `online`/`offline`.
+    pub legacy_states: Option<bool>,
+    /// The namespace of the ConfigMap's devices (for `namespace/name` topics).
+    pub namespace: Option<String>,
+    /// The edge node name (enables membership hints).
+    pub node_name: Option<String>,
+    /// Failed transactions before a device is reported offline (default 3).
+    pub offline_after: Option<u32>,
+    /// Smallest collect/report cycle in milliseconds (default 10).
+    pub min_cycle_ms: Option<u64>,
+}
+
+/// A settings problem; the mapper does not start.
+#[derive(Debug, Error)]
+pub enum SettingsError {
+    /// The config file cannot be read.
+    #[error("config file {path}: {message}")]
+    File {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        message: String,
+    },
+    /// A setting has an invalid value.
+    #[error("{field}: {message}")]
+    Invalid {
+        /// The setting, as the file or the flag names it.
+        field: String,
+        /// What is wrong and how to fix it.
+        message: String,
+    },
+    /// The MQTT settings are unusable.
+    #[error(transparent)]
+    Mqtt(#[from] MqttError),
+}
+
+/// Parses a config file's text (YAML or JSON).
+pub fn parse_config(text: &str, path: &Path) -> Result<ConfigFile, SettingsError> {
+    let err = |message: String| SettingsError::File {
+        path: path.to_owned(),
+        message,
+    };
+    if text.trim().is_empty() {
+        return Ok(ConfigFile::default());
+    }
+    let value: serde_json::Value =
+        serde_saphyr::from_str(text).map_err(|e| err(format!("invalid YAML: {e}")))?;
+    if value.is_null() {
+        return Ok(ConfigFile::default());
+    }
+    crate::profile::ci::from_value(value).map_err(|e| err(e.to_string()))
+}
+
+/// Topic scheme as a flag value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum SchemeArg {
+    /// `$hw/events/device/{id}/...`
+    Id,
+    /// `$hw/events/device/{namespace}/{name}/...`
+    NamespaceName,
+}
+
+/// Flags shared by every mapper binary. Flags override the config file.
+#[derive(Debug, Clone, Default, Args)]
+pub struct CommonArgs {
+    /// The config file (mappers-go `config.yaml` keys).
+    #[arg(long, env = "MAPPER_CONFIG_FILE", default_value = "config.yaml")]
+    pub config_file: PathBuf,
+    /// Broker URL (overrides mqtt.server).
+    #[arg(long = "mqtt-address", visible_alias = "mqtt-server", env = "MQTT_SERVER")]
+    pub mqtt_server: Option<String>,
+    /// MQTT username (overrides mqtt.username).
+    #[arg(long, env = "MQTT_USERNAME")]
+    pub mqtt_username: Option<String>,
+    /// MQTT password (overrides mqtt.password).
+    #[arg(long, env = "MQTT_PASSWORD", hide_env_values = true)]
+    pub mqtt_password: Option<String>,
+    /// Client certificate (overrides mqtt.certification).
+    #[arg(long)]
+    pub mqtt_certification: Option<PathBuf>,
+    /// Client key (overrides mqtt.privatekey).
+    #[arg(long)]
+    pub mqtt_privatekey: Option<PathBuf>,
+    /// CA certificate (overrides mqtt.caCert).
+    #[arg(long)]
+    pub mqtt_ca_cert: Option<PathBuf>,
+    /// Broker certificate name (overrides mqtt.servername).
+    #[arg(long)]
+    pub mqtt_servername: Option<String>,
+    /// MQTT client id (overrides mqtt.clientId).
+    #[arg(long, env = "MQTT_CLIENT_ID")]
+    pub mqtt_client_id: Option<String>,
+    /// The device profile (overrides `configmap`).
+    #[arg(long, visible_alias = "configmap", env = "DEVICE_PROFILE_PATH")]
+    pub profile: Option<PathBuf>,
+    /// Topic device part (overrides mapper.topicScheme).
+    #[arg(long, value_enum)]
+    pub topic_scheme: Option<SchemeArg>,
+    /// Send OK/DISCONNECTED states (overrides mapper.legacyStates).
+    #[arg(long)]
+    pub legacy_states: bool,
+    /// Edge node name (overrides mapper.nodeName).
+    #[arg(long, env = "NODE_NAME")]
+    pub node_name: Option<String>,
+    /// Log filter, e.g. `info` or `mapper_sdk=debug` (default: RUST_LOG, else info).
+    #[arg(long)]
+    pub log_level: Option<String>,
+}
+
+/// Where the profile comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ProfileSetting {
+    /// A file, watched for changes.
+    File(PathBuf),
+    /// Text given in the `DEVICE_PROFILE` environment variable.
+    Inline(String),
+}
+
+/// Everything [`crate::run`] needs.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// The broker.
+    pub mqtt: MqttSettings,
+    /// The profile.
+    pub profile: ProfileSetting,
+    /// Profile resolution.
+    pub resolve: ResolveOptions,
+    /// Runtime timing.
+    pub runtime: RuntimeOptions,
+}
+
+fn default_client_id(driver: &str) -> String {
+    let host = std::env::var("HOSTNAME")
+        .ok()
+        .filter(|h| !h.is_empty())
+        .or_else(|| std::fs::read_to_string("/etc/hostname").ok())
+        .map(|h| h.trim().to_owned())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "edge".into());
+    format!("{driver}-mapper-{host}")
+}
+
+impl Settings {
+    /// Builds settings from flags, the config file they name, and the environment
+    /// (`DEVICE_PROFILE` holds profile text when the profile file does not exist).
+    pub fn from_args(args: &CommonArgs, driver: &str) -> Result<Self, SettingsError> {
+        let file = match std::fs::read_to_string(&args.config_file) {
+            Ok(text) => parse_config(&text, &args.config_file)?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && args.config_file == Path::new("config.yaml") => {
+                ConfigFile::default()
+            }
+            Err(e) => {
+                return Err(SettingsError::File {
+                    path: args.config_file.clone(),
+                    message: e.to_string(),
+                });
+            }
+        };
+        Self::merge(args, file, driver, std::env::var("DEVICE_PROFILE").ok())
+    }
+
+    /// Merges flags over a parsed config file. Pure apart from checking whether the
+    /// profile file exists.
+    pub fn merge(
+        args: &CommonArgs,
+        file: ConfigFile,
+        driver: &str,
+        env_profile: Option<String>,
+    ) -> Result<Self, SettingsError> {
+        let m = file.mqtt;
+        let server = args
+            .mqtt_server
+            .clone()
+            .or(m.server)
+            .unwrap_or_else(|| DEFAULT_BROKER.into());
+        let client_id = args
+            .mqtt_client_id
+            .clone()
+            .or(m.client_id)
+            .filter(|c| !c.is_empty())
+            .unwrap_or_else(|| default_client_id(driver));
+        let mut mqtt = MqttSettings::from_url(&server, &client_id)?;
+        mqtt.username = args.mqtt_username.clone().or(m.username).filter(|u| !u.is_empty());
+        mqtt.password = args.mqtt_password.clone().or(m.password);
+        if let Some(q) = m.qos {
+            if q > 2 {
+                return Err(SettingsError::Invalid {
+                    field: "mqtt.qos".into(),
+                    message: format!("{q} is not a QoS level; use 0, 1 or 2"),
+                });
+            }
+            mqtt.qos = q;
+        }
+        if let Some(k) = m.keep_alive {
+            mqtt.keep_alive = Duration::from_secs(k.max(5));
+        }
+        let cert = args.mqtt_certification.clone().or(m.certification);
+        let key = args.mqtt_privatekey.clone().or(m.privatekey);
+        let ca = args.mqtt_ca_cert.clone().or(m.ca_cert);
+        let servername = args.mqtt_servername.clone().or(m.servername);
+        if mqtt.tls.is_some() || cert.is_some() || ca.is_some() {
+            mqtt.tls = Some(TlsSettings {
+                ca_cert: ca,
+                client_cert: cert,
+                private_key: key,
+                server_name: servername,
+            });
+        }
+        let s = file.mapper;
+        let legacy = args.legacy_states || s.legacy_states.unwrap_or(false);
+        mqtt.state_names = if legacy { StateNames::legacy() } else { StateNames::default() };
+        mqtt.node_name = args.node_name.clone().or(s.node_name).filter(|n| !n.is_empty());
+
+        let topic_scheme = match (args.topic_scheme, s.topic_scheme.as_deref()) {
+            (Some(SchemeArg::Id), _) => TopicScheme::Id,
+            (Some(SchemeArg::NamespaceName), _) => TopicScheme::NamespaceName,
+            (None, None) => TopicScheme::Id,
+            (None, Some(t)) => match t.to_ascii_lowercase().replace(['_', '-'], "").as_str() {
+                "id" | "{id}" => TopicScheme::Id,
+                "namespace/name" | "{namespace}/{name}" | "namespacename" => TopicScheme::NamespaceName,
+                other => {
+                    return Err(SettingsError::Invalid {
+                        field: "mapper.topicScheme".into(),
+                        message: format!("{other:?} is not a topic scheme; use id or namespace/name"),
+                    });
+                }
+            },
+        };
+        let mut resolve = ResolveOptions {
+            topic_scheme,
+            ..ResolveOptions::default()
+        };
+        if let Some(ns) = s.namespace.filter(|n| !n.is_empty()) {
+            resolve.namespace = ns;
+        }
+        if let Some(ms) = s.min_cycle_ms {
+            resolve.min_cycle = Duration::from_millis(ms.max(1));
+        }
+        let mut runtime = RuntimeOptions::default();
+        if let Some(n) = s.offline_after {
+            runtime.offline_after = n.max(1);
+        }
+        let path = args
+            .profile
+            .clone()
+            .or(file.configmap)
+            .unwrap_or_else(|| PathBuf::from(DEFAULT_PROFILE));
+        let profile = match env_profile.filter(|p| !p.trim().is_empty()) {
+            Some(text) if !path.exists() => ProfileSetting::Inline(text),
+            _ => ProfileSetting::File(path),
+        };
+        Ok(Self {
+            mqtt,
+            profile,
+            resolve,
+            runtime,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    const MAPPERS_GO: &str = "mqtt:\n  server: tcp://10.0.0.1:1884\n  username: u\n  password: p\n  certification: \"\"\n  privatekey: \"\"\n  caCert: /ca.pem\n  servername: broker\n  clientId: my-client\nconfigmap: /etc/profile.json\n";
+
+    #[test]
+    fn mappers_go_keys_are_read_unchanged() {
+        let f = parse_config(MAPPERS_GO, Path::new("c.yaml")).unwrap();
+        assert_eq!(f.mqtt.server.as_deref(), Some("tcp://10.0.0.1:1884"));
+        assert_eq!(f.mqtt.ca_cert.as_deref(), Some(Path::new("/ca.pem")));
+        assert_eq!(f.mqtt.client_id.as_deref(), Some("my-client"));
+        assert_eq!(f.configmap.as_deref(), Some(Path::new("/etc/profile.json")));
+    }
+
+    #[test]
+    fn flags_override_the_file() {
+        let f = parse_config(MAPPERS_GO, Path::new("c.yaml")).unwrap();
+        let args = CommonArgs {
+            mqtt_server: Some("tcp://127.0.0.1:2000".into()),
+            mqtt_client_id: Some("flag-client".into()),
+            profile: Some("/tmp/p.json".into()),
+            legacy_states: true,
+            ..CommonArgs::default()
+        };
+        let s = Settings::merge(&args, f, "modbus", None).unwrap();
+        assert_eq!((s.mqtt.host.as_str(), s.mqtt.port), ("127.0.0.1", 2000));
+        assert_eq!(s.mqtt.client_id, "flag-client");
+        assert_eq!(s.mqtt.username.as_deref(), Some("u"));
+        assert_eq!(s.mqtt.state_names, StateNames::legacy());
+        assert_eq!(s.profile, ProfileSetting::File("/tmp/p.json".into()));
+        // A CA in the file turns TLS on, verified under the configured name.
+        let tls = s.mqtt.tls.unwrap();
+        assert_eq!(tls.server_name.as_deref(), Some("broker"));
+    }
+
+    #[test]
+    fn device_profile_env_is_the_fallback() {
+        let args = CommonArgs { profile: Some("/nonexistent/x.json".into()), ..CommonArgs::default() };
+        let s = Settings::merge(&args, ConfigFile::default(), "modbus", Some("{}".into())).unwrap();
+        assert_eq!(s.profile, ProfileSetting::Inline("{}".into()));
+        assert_eq!(s.mqtt.client_id.starts_with("modbus-mapper-"), true);
+    }
+
+    #[test]
+    fn bad_settings_name_the_field() {
+        let f = parse_config("mapper:\n  topicScheme: weird\n", Path::new("c.yaml")).unwrap();
+        let err = Settings::merge(&CommonArgs::default(), f, "m", None).unwrap_err();
+        assert!(err.to_string().contains("mapper.topicScheme"), "{err}");
+        let err = parse_config("mqtt: [1, 2]\n", Path::new("c.yaml")).unwrap_err();
+        assert!(err.to_string().contains("c.yaml"), "{err}");
+        let err = parse_config("mqtt: {server: [", Path::new("c.yaml")).unwrap_err();
+        assert!(err.to_string().contains("invalid YAML"), "{err}");
+    }
+}

@@ -1,0 +1,541 @@
+//! The MQTT side: one rumqttc event loop task and one publisher task.
+//!
+//! The event loop task owns the socket, routes deltas and twin/get results to the runtime
+//! and tells the publisher about every ConnAck. The publisher turns [`Outbound`] messages
+//! into topics and payloads, keeps the set of tracked devices, and on every (re)connect
+//! subscribes to each device's delta and get-result topics at QoS 1, waits for the
+//! SUBACKs and sends a `twin/get` per device. On shutdown it publishes what is queued,
+//! then disconnects, so the last offline states reach the broker.
+
+use std::collections::BTreeSet;
+use std::fs::File;
+use std::io::BufReader;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use rumqttc::{
+    AsyncClient, Event, EventLoop, MqttOptions, Outgoing, Packet, QoS, SubscribeFilter,
+    TlsConfiguration, Transport,
+};
+use thiserror::Error;
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinHandle;
+use tracing::{debug, error, info, warn};
+
+use crate::model::{DeviceId, StateNames};
+use crate::runtime::{Inbound, Outbound};
+use crate::twin;
+
+/// How to reach the broker.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MqttSettings {
+    /// Broker host.
+    pub host: String,
+    /// Broker port.
+    pub port: u16,
+    /// TLS, when the URL scheme asks for it.
+    pub tls: Option<TlsSettings>,
+    /// The client id; stable across restarts so the broker sees one client.
+    pub client_id: String,
+    /// Username, sent when set (also with client certificates).
+    pub username: Option<String>,
+    /// Password.
+    pub password: Option<String>,
+    /// Keep-alive interval.
+    pub keep_alive: Duration,
+    /// QoS of twin and state publishes (data publishes use QoS 0).
+    pub qos: u8,
+    /// The state strings.
+    pub state_names: StateNames,
+    /// The edge node name; when set, membership updates are watched as reload hints.
+    pub node_name: Option<String>,
+}
+
+/// TLS material.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct TlsSettings {
+    /// CA certificate(s) that sign the broker's certificate (PEM). Required: the server
+    /// is always verified.
+    pub ca_cert: Option<PathBuf>,
+    /// Client certificate (PEM), with `private_key`.
+    pub client_cert: Option<PathBuf>,
+    /// Client private key (PEM).
+    pub private_key: Option<PathBuf>,
+    /// The name to verify the broker's certificate against, when it differs from the host.
+    pub server_name: Option<String>,
+}
+
+/// A broken MQTT setting.
+#[derive(Debug, Error)]
+pub enum MqttError {
+    /// The server URL cannot be used.
+    #[error("mqtt.server {0:?} is not a broker address; use tcp://HOST:PORT or ssl://HOST:PORT")]
+    BadUrl(String),
+    /// A TLS file is missing or invalid.
+    #[error("mqtt TLS: {0}")]
+    Tls(String),
+}
+
+impl MqttSettings {
+    /// Settings for `url` (`tcp://`, `mqtt://`, `ssl://`, `tls://`, `mqtts://` or a bare
+    /// `host[:port]`) with defaults for everything else.
+    pub fn from_url(url: &str, client_id: &str) -> Result<Self, MqttError> {
+        let (tls, rest) = match url.split_once("://") {
+            Some((scheme, rest)) => match scheme.to_ascii_lowercase().as_str() {
+                "tcp" | "mqtt" => (false, rest),
+                "ssl" | "tls" | "mqtts" => (true, rest),
+                _ => return Err(MqttError::BadUrl(url.to_owned())),
+            },
+            None => (false, url),
+        };
+        let rest = rest.trim_end_matches('/');
+        let default_port = if tls { 8883 } else { 1883 };
+        let (host, port) = match rest.rsplit_once(':') {
+            Some(("", _)) => return Err(MqttError::BadUrl(url.to_owned())),
+            Some((h, p)) => (
+                h.trim_matches(|c| c == '[' || c == ']'),
+                p.parse().map_err(|_| MqttError::BadUrl(url.to_owned()))?,
+            ),
+            _ => (rest, default_port),
+        };
+        if host.is_empty() {
+            return Err(MqttError::BadUrl(url.to_owned()));
+        }
+        Ok(Self {
+            host: host.to_owned(),
+            port,
+            tls: tls.then(TlsSettings::default),
+            client_id: client_id.to_owned(),
+            username: None,
+            password: None,
+            keep_alive: Duration::from_secs(30),
+            qos: 1,
+            state_names: StateNames::default(),
+            node_name: None,
+        })
+    }
+
+    fn options(&self) -> Result<MqttOptions, MqttError> {
+        let mut o = MqttOptions::new(&self.client_id, &self.host, self.port);
+        o.set_keep_alive(self.keep_alive);
+        o.set_clean_session(true);
+        o.set_max_packet_size(1 << 20, 1 << 20);
+        if let Some(user) = &self.username {
+            o.set_credentials(user, self.password.as_deref().unwrap_or(""));
+        }
+        if let Some(tls) = &self.tls {
+            o.set_transport(Transport::tls_with_config(TlsConfiguration::Rustls(
+                Arc::new(tls_config(tls)?),
+            )));
+        }
+        Ok(o)
+    }
+
+    fn qos(&self) -> QoS {
+        match self.qos {
+            0 => QoS::AtMostOnce,
+            2 => QoS::ExactlyOnce,
+            _ => QoS::AtLeastOnce,
+        }
+    }
+}
+
+fn read_pem_certs(path: &PathBuf) -> Result<Vec<rustls::pki_types::CertificateDer<'static>>, MqttError> {
+    let f = File::open(path).map_err(|e| MqttError::Tls(format!("{}: {e}", path.display())))?;
+    let certs: Result<Vec<_>, _> = rustls_pemfile::certs(&mut BufReader::new(f)).collect();
+    let certs = certs.map_err(|e| MqttError::Tls(format!("{}: {e}", path.display())))?;
+    if certs.is_empty() {
+        return Err(MqttError::Tls(format!("{}: no PEM certificate found", path.display())));
+    }
+    Ok(certs)
+}
+
+/// Builds the rustls client config: the broker verified against the CA (optionally under
+/// another name), and a client certificate when given.
+pub fn tls_config(s: &TlsSettings) -> Result<rustls::ClientConfig, MqttError> {
+    use rustls::pki_types::ServerName;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let ca = s.ca_cert.as_ref().ok_or_else(|| {
+        MqttError::Tls("mqtt.caCert is required with ssl:// (the broker is always verified)".into())
+    })?;
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in read_pem_certs(ca)? {
+        roots
+            .add(cert)
+            .map_err(|e| MqttError::Tls(format!("{}: {e}", ca.display())))?;
+    }
+    let builder = rustls::ClientConfig::builder_with_provider(Arc::clone(&provider))
+        .with_safe_default_protocol_versions()
+        .map_err(|e| MqttError::Tls(e.to_string()))?;
+    let builder = match &s.server_name {
+        Some(name) => {
+            let name = ServerName::try_from(name.clone())
+                .map_err(|e| MqttError::Tls(format!("mqtt.servername {name:?}: {e}")))?;
+            let inner = rustls::client::WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider)
+                .build()
+                .map_err(|e| MqttError::Tls(e.to_string()))?;
+            builder
+                .dangerous()
+                .with_custom_certificate_verifier(Arc::new(NamedVerifier { inner, name }))
+        }
+        None => builder.with_root_certificates(roots),
+    };
+    match (&s.client_cert, &s.private_key) {
+        (Some(cert), Some(key)) => {
+            let certs = read_pem_certs(cert)?;
+            let f = File::open(key).map_err(|e| MqttError::Tls(format!("{}: {e}", key.display())))?;
+            let key_der = rustls_pemfile::private_key(&mut BufReader::new(f))
+                .map_err(|e| MqttError::Tls(format!("{}: {e}", key.display())))?
+                .ok_or_else(|| MqttError::Tls(format!("{}: no PEM private key found", key.display())))?;
+            builder
+                .with_client_auth_cert(certs, key_der)
+                .map_err(|e| MqttError::Tls(e.to_string()))
+        }
+        (None, None) => Ok(builder.with_no_client_auth()),
+        _ => Err(MqttError::Tls(
+            "mqtt.certification and mqtt.privatekey must be given together".into(),
+        )),
+    }
+}
+
+/// Verifies the broker's certificate against a configured name instead of the host.
+#[derive(Debug)]
+struct NamedVerifier {
+    inner: Arc<rustls::client::WebPkiServerVerifier>,
+    name: rustls::pki_types::ServerName<'static>,
+}
+
+impl rustls::client::danger::ServerCertVerifier for NamedVerifier {
+    fn verify_server_cert(
+        &self,
+        end_entity: &rustls::pki_types::CertificateDer<'_>,
+        intermediates: &[rustls::pki_types::CertificateDer<'_>],
+        _server_name: &rustls::pki_types::ServerName<'_>,
+        ocsp_response: &[u8],
+        now: rustls::pki_types::UnixTime,
+    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+        self.inner
+            .verify_server_cert(end_entity, intermediates, &self.name, ocsp_response, now)
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &rustls::pki_types::CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &rustls::pki_types::CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.inner.supported_verify_schemes()
+    }
+}
+
+enum Ctl {
+    Connected,
+    Disconnected,
+}
+
+/// The running MQTT adapter.
+pub struct Mqtt {
+    events: JoinHandle<()>,
+    publisher: JoinHandle<()>,
+}
+
+impl Mqtt {
+    /// Starts the event loop and the publisher. Outbound messages are read from
+    /// `outbound` until it closes (all senders dropped); then the queue is flushed and
+    /// the client disconnects.
+    pub fn start(
+        settings: MqttSettings,
+        outbound: mpsc::Receiver<Outbound>,
+        inbound: mpsc::Sender<Inbound>,
+    ) -> Result<Self, MqttError> {
+        let options = settings.options()?;
+        let (client, mut eventloop) = AsyncClient::new(options, 1024);
+        eventloop.network_options.set_tcp_nodelay(true);
+        eventloop
+            .network_options
+            .set_connection_timeout(10);
+        let (ctl_tx, ctl_rx) = mpsc::channel(16);
+        let (suback_tx, suback_rx) = watch::channel(0u64);
+        let settings = Arc::new(settings);
+        let events = tokio::spawn(event_loop(
+            eventloop,
+            ctl_tx,
+            suback_tx,
+            inbound.clone(),
+            Arc::clone(&settings),
+        ));
+        let publisher = Publisher {
+            client,
+            settings,
+            tracked: BTreeSet::new(),
+            connected: false,
+            subacks_expected: 0,
+            subacks: suback_rx,
+            inbound,
+            get_seq: 0,
+        };
+        let publisher = tokio::spawn(publisher.run(outbound, ctl_rx));
+        Ok(Self { events, publisher })
+    }
+
+    /// Waits until the outbound queue is flushed and the client disconnected (the
+    /// outbound senders must be dropped first), at most `limit`.
+    pub async fn finish(self, limit: Duration) {
+        let Self { events, publisher } = self;
+        let both = async {
+            let _ = publisher.await;
+            let _ = events.await;
+        };
+        if tokio::time::timeout(limit, both).await.is_err() {
+            warn!("mqtt did not flush within {limit:?}");
+        }
+    }
+}
+
+async fn event_loop(
+    mut eventloop: EventLoop,
+    ctl: mpsc::Sender<Ctl>,
+    subacks: watch::Sender<u64>,
+    inbound: mpsc::Sender<Inbound>,
+    settings: Arc<MqttSettings>,
+) {
+    let mut failures: u32 = 0;
+    let mut connected = false;
+    let membership = settings.node_name.as_deref().map(twin::membership_topic);
+    loop {
+        match eventloop.poll().await {
+            Ok(Event::Incoming(Packet::ConnAck(ack))) => {
+                info!(broker = %format!("{}:{}", settings.host, settings.port), code = ?ack.code, "mqtt connected");
+                failures = 0;
+                connected = true;
+                let _ = ctl.send(Ctl::Connected).await;
+            }
+            Ok(Event::Incoming(Packet::SubAck(_))) => {
+                subacks.send_modify(|n| *n += 1);
+            }
+            Ok(Event::Incoming(Packet::Publish(p))) => {
+                if membership.as_deref() == Some(p.topic.as_str()) {
+                    let _ = inbound.try_send(Inbound::MembershipChanged);
+                    continue;
+                }
+                route_incoming(&p.topic, &p.payload, &inbound);
+            }
+            Ok(Event::Outgoing(Outgoing::Disconnect)) => {
+                debug!("mqtt disconnected on request");
+                return;
+            }
+            Ok(_) => {}
+            Err(e) => {
+                if connected {
+                    connected = false;
+                    let _ = ctl.send(Ctl::Disconnected).await;
+                }
+                if ctl.is_closed() {
+                    return; // shutting down and the broker is gone
+                }
+                failures = failures.saturating_add(1);
+                let delay = crate::runtime::Backoff::delay_for(
+                    failures,
+                    Duration::from_millis(200),
+                    Duration::from_secs(5),
+                );
+                if failures == 1 || failures.is_power_of_two() {
+                    warn!(error = %e, retry_in = ?delay, attempt = failures, "mqtt connection failed");
+                }
+                tokio::time::sleep(delay).await;
+            }
+        }
+    }
+}
+
+fn route_incoming(topic: &str, payload: &[u8], inbound: &mpsc::Sender<Inbound>) {
+    let Some((device, kind)) = twin::parse_incoming_topic(topic) else {
+        debug!(topic, "ignoring message on an unexpected topic");
+        return;
+    };
+    let parsed = match kind {
+        twin::IncomingKind::Delta => twin::parse_delta(payload),
+        twin::IncomingKind::GetResult => twin::parse_get_result(payload),
+    };
+    match parsed {
+        Ok(values) if values.is_empty() => {}
+        Ok(values) => {
+            let msg = Inbound::Desired { device, values };
+            if let Err(mpsc::error::TrySendError::Full(msg)) = inbound.try_send(msg) {
+                // Never drop a desired value: deliver it from a task.
+                let tx = inbound.clone();
+                tokio::spawn(async move {
+                    let _ = tx.send(msg).await;
+                });
+            }
+        }
+        Err(e) => warn!(device = %device, topic, error = %e, "refused an incoming twin message"),
+    }
+}
+
+struct Publisher {
+    client: AsyncClient,
+    settings: Arc<MqttSettings>,
+    tracked: BTreeSet<DeviceId>,
+    connected: bool,
+    subacks_expected: u64,
+    subacks: watch::Receiver<u64>,
+    inbound: mpsc::Sender<Inbound>,
+    get_seq: u64,
+}
+
+impl Publisher {
+    async fn run(mut self, mut outbound: mpsc::Receiver<Outbound>, mut ctl: mpsc::Receiver<Ctl>) {
+        loop {
+            tokio::select! {
+                biased;
+                c = ctl.recv() => match c {
+                    Some(Ctl::Connected) => {
+                        self.connected = true;
+                        self.on_connected().await;
+                    }
+                    Some(Ctl::Disconnected) => self.connected = false,
+                    None => break,
+                },
+                msg = outbound.recv() => match msg {
+                    Some(msg) => self.handle(msg).await,
+                    None => break,
+                },
+            }
+        }
+        if let Err(e) = self.client.disconnect().await {
+            debug!(error = %e, "mqtt disconnect request failed");
+        }
+    }
+
+    async fn on_connected(&mut self) {
+        let mut filters = Vec::new();
+        if let Some(node) = &self.settings.node_name {
+            filters.push(SubscribeFilter::new(twin::membership_topic(node), QoS::AtLeastOnce));
+        }
+        for id in &self.tracked {
+            filters.extend(device_filters(id));
+        }
+        self.subscribe(filters).await;
+        let ids: Vec<DeviceId> = self.tracked.iter().cloned().collect();
+        for id in &ids {
+            self.twin_get(id).await;
+        }
+        let _ = self.inbound.send(Inbound::Connected).await;
+    }
+
+    /// Subscribes and waits (bounded) for the SUBACKs, so that a twin/get sent next
+    /// cannot be answered before its result topic is subscribed.
+    async fn subscribe(&mut self, filters: Vec<SubscribeFilter>) {
+        for chunk in filters.chunks(64) {
+            if let Err(e) = self.client.subscribe_many(chunk.to_vec()).await {
+                warn!(error = %e, "mqtt subscribe failed");
+                return;
+            }
+            self.subacks_expected += 1;
+        }
+        let want = self.subacks_expected;
+        let wait = self.subacks.wait_for(|n| *n >= want);
+        if tokio::time::timeout(Duration::from_secs(5), wait).await.is_err() {
+            warn!("no SUBACK within 5 s; continuing");
+            // Re-base so one lost SUBACK does not delay every later subscribe.
+            self.subacks_expected = *self.subacks.borrow();
+        }
+    }
+
+    async fn twin_get(&mut self, id: &DeviceId) {
+        self.get_seq += 1;
+        let event_id = format!("get-{}-{}", id, self.get_seq);
+        let payload = twin::twin_get_payload(&event_id, twin::now_millis());
+        self.publish(twin::twin_get_topic(id), self.settings.qos(), payload).await;
+    }
+
+    async fn publish(&self, topic: String, qos: QoS, payload: Vec<u8>) {
+        if let Err(e) = self.client.publish(topic, qos, false, payload).await {
+            error!(error = %e, "mqtt publish failed");
+        }
+    }
+
+    async fn handle(&mut self, msg: Outbound) {
+        let now = twin::now_millis();
+        match msg {
+            Outbound::Twin { device, values } => {
+                let payload = twin::twin_update_payload(&values, now);
+                self.publish(twin::twin_update_topic(&device), self.settings.qos(), payload).await;
+            }
+            Outbound::Data { topic, values, .. } => {
+                let payload = twin::data_update_payload(&values, now);
+                self.publish(topic, QoS::AtMostOnce, payload).await;
+            }
+            Outbound::State { device, state } => {
+                let payload = twin::state_payload(self.settings.state_names.name(state), now);
+                self.publish(twin::state_topic(&device), self.settings.qos(), payload).await;
+            }
+            Outbound::Track(id) => {
+                self.tracked.insert(id.clone());
+                if self.connected {
+                    self.subscribe(device_filters(&id).to_vec()).await;
+                    self.twin_get(&id).await;
+                }
+            }
+            Outbound::Untrack(id) => {
+                self.tracked.remove(&id);
+                if self.connected {
+                    for t in [twin::twin_delta_topic(&id), twin::twin_get_result_topic(&id)] {
+                        if let Err(e) = self.client.unsubscribe(t).await {
+                            debug!(error = %e, "mqtt unsubscribe failed");
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn device_filters(id: &DeviceId) -> [SubscribeFilter; 2] {
+    [
+        SubscribeFilter::new(twin::twin_delta_topic(id), QoS::AtLeastOnce),
+        SubscribeFilter::new(twin::twin_get_result_topic(id), QoS::AtLeastOnce),
+    ]
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn broker_urls() {
+        let s = MqttSettings::from_url("tcp://127.0.0.1:1883", "c").unwrap();
+        assert_eq!((s.host.as_str(), s.port, s.tls.is_some()), ("127.0.0.1", 1883, false));
+        let s = MqttSettings::from_url("ssl://broker.local", "c").unwrap();
+        assert_eq!((s.host.as_str(), s.port, s.tls.is_some()), ("broker.local", 8883, true));
+        let s = MqttSettings::from_url("localhost:1884", "c").unwrap();
+        assert_eq!((s.host.as_str(), s.port), ("localhost", 1884));
+        assert!(MqttSettings::from_url("ws://x:1", "c").is_err());
+        assert!(MqttSettings::from_url("tcp://:1883", "c").is_err());
+        assert!(MqttSettings::from_url("tcp://h:port", "c").is_err());
+    }
+
+    #[test]
+    fn tls_needs_a_ca() {
+        let err = tls_config(&TlsSettings::default()).unwrap_err();
+        assert!(err.to_string().contains("caCert"), "{err}");
+        let err = tls_config(&TlsSettings { ca_cert: Some("/nonexistent/ca.pem".into()), ..Default::default() }).unwrap_err();
+        assert!(err.to_string().contains("/nonexistent/ca.pem"), "{err}");
+    }
+}

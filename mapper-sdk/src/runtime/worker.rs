@@ -1,0 +1,593 @@
+//! One worker task per device: connect with backoff, read on each property's cycle,
+//! report on change plus heartbeat, write desired values (ahead of reads), and keep the
+//! device state with hysteresis.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+use tokio::time::{Instant, sleep_until, timeout};
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, error, info, warn};
+
+use super::backoff::Backoff;
+use super::{Cmd, Outbound, RuntimeOptions};
+use crate::driver::{Device, DeviceSpec, Driver, DriverError, PropertySpec};
+use crate::model::{AccessMode, DeviceState, PropertyName, Value, check_wire_value};
+use crate::twin::{Desired, Reported};
+
+/// Logs at most once per interval per key.
+#[derive(Debug, Default)]
+struct RateLimit {
+    last: Option<Instant>,
+    suppressed: u32,
+}
+
+impl RateLimit {
+    const INTERVAL: Duration = Duration::from_secs(60);
+
+    /// Whether to log now; returns how many were suppressed since the last log.
+    fn allow(&mut self, now: Instant) -> Option<u32> {
+        match self.last {
+            Some(t) if now.duration_since(t) < Self::INTERVAL => {
+                self.suppressed += 1;
+                None
+            }
+            _ => {
+                self.last = Some(now);
+                Some(std::mem::take(&mut self.suppressed))
+            }
+        }
+    }
+}
+
+#[derive(Debug)]
+struct Pending {
+    value: Value,
+    text: String,
+    attempts: u32,
+    next_try: Instant,
+}
+
+#[derive(Debug)]
+struct PropState {
+    next_due: Option<Instant>,
+    last_value: Option<Value>,
+    pushed: Option<Value>,
+    sent_twin: Option<(String, Instant)>,
+    sent_data: Option<(String, Instant)>,
+    force_report: bool,
+    desired: Option<String>,
+    stored_type: Option<String>,
+    pending: Option<Pending>,
+    log_refused: RateLimit,
+    log_read: RateLimit,
+    log_wire: RateLimit,
+}
+
+pub(super) struct Worker<D: Driver> {
+    pub driver: Arc<D>,
+    pub spec: Arc<DeviceSpec<D>>,
+    pub out: mpsc::Sender<Outbound>,
+    pub cmds: mpsc::Receiver<Cmd>,
+    pub cancel: CancellationToken,
+    pub opts: Arc<RuntimeOptions>,
+}
+
+struct Run<D: Driver> {
+    w: Worker<D>,
+    props: Vec<PropState>,
+    link: Option<D::Device>,
+    state: Option<DeviceState>,
+    state_dirty: bool,
+    failures: u32,
+    connect_backoff: Backoff,
+    next_connect: Instant,
+    log_link: RateLimit,
+    log_unknown: RateLimit,
+}
+
+impl<D: Driver> Worker<D> {
+    pub(super) async fn run(self) {
+        let now = Instant::now();
+        let props = self
+            .spec
+            .properties
+            .iter()
+            .map(|p| PropState {
+                next_due: p.def.collect_cycle.map(|_| now),
+                last_value: None,
+                pushed: None,
+                sent_twin: None,
+                sent_data: None,
+                force_report: false,
+                desired: None,
+                stored_type: p.def.stored_type.clone(),
+                pending: None,
+                log_refused: RateLimit::default(),
+                log_read: RateLimit::default(),
+                log_wire: RateLimit::default(),
+            })
+            .collect();
+        let backoff = Backoff::new(self.opts.reconnect_min, self.opts.reconnect_max);
+        let mut run = Run {
+            w: self,
+            props,
+            link: None,
+            state: None,
+            state_dirty: false,
+            failures: 0,
+            connect_backoff: backoff,
+            next_connect: now,
+            log_link: RateLimit::default(),
+            log_unknown: RateLimit::default(),
+        };
+        info!(device = %run.w.spec.id(), properties = run.props.len(), "device worker started");
+        run.main_loop().await;
+        if let Some(mut link) = run.link.take() {
+            link.close().await;
+        }
+        // Report the device offline on the way out, waiting briefly for room.
+        let msg = Outbound::State {
+            device: run.w.spec.id().clone(),
+            state: DeviceState::Offline,
+        };
+        let _ = timeout(Duration::from_secs(1), run.w.out.send(msg)).await;
+        info!(device = %run.w.spec.id(), "device worker stopped");
+    }
+}
+
+impl<D: Driver> Run<D> {
+    async fn main_loop(&mut self) {
+        loop {
+            if self.w.cancel.is_cancelled() {
+                return;
+            }
+            let now = Instant::now();
+            if self.link.is_none() && now >= self.next_connect {
+                self.connect().await;
+            }
+            self.write_due().await;
+            self.read_due().await;
+            self.flush_reports();
+            let wake = self.next_wake();
+            tokio::select! {
+                biased;
+                () = self.w.cancel.cancelled() => return,
+                cmd = self.w.cmds.recv() => match cmd {
+                    Some(cmd) => self.on_cmd(cmd),
+                    None => return,
+                },
+                pushed = next_push(&mut self.link) => self.on_push(pushed),
+                () = sleep_until(wake) => {}
+            }
+        }
+    }
+
+    fn id(&self) -> &crate::model::DeviceId {
+        self.w.spec.id()
+    }
+
+    async fn connect(&mut self) {
+        let spec = Arc::clone(&self.w.spec);
+        let result = match timeout(self.w.opts.connect_timeout, self.w.driver.connect(&spec)).await {
+            Ok(r) => r,
+            Err(_) => Err(DriverError::Timeout(format!(
+                "connect took longer than {:?}",
+                self.w.opts.connect_timeout
+            ))),
+        };
+        match result {
+            Ok(link) => {
+                debug!(device = %self.id(), "connected");
+                self.link = Some(link);
+                self.connect_backoff.reset();
+            }
+            Err(e) => {
+                let delay = self.connect_backoff.next_delay();
+                self.next_connect = Instant::now() + delay;
+                if let Some(n) = self.log_link.allow(Instant::now()) {
+                    warn!(device = %self.id(), error = %e, retry_in = ?delay, suppressed = n, "cannot connect");
+                }
+                self.failure(true);
+            }
+        }
+    }
+
+    /// Counts a failed transaction (or connect); goes offline after the threshold.
+    fn failure(&mut self, unreachable: bool) {
+        if !unreachable {
+            self.success();
+            return;
+        }
+        self.failures = self.failures.saturating_add(1);
+        if self.failures >= self.w.opts.offline_after && self.state != Some(DeviceState::Offline) {
+            warn!(device = %self.id(), failures = self.failures, "device is offline");
+            self.set_state(DeviceState::Offline);
+        }
+    }
+
+    fn success(&mut self) {
+        self.failures = 0;
+        if self.state != Some(DeviceState::Online) {
+            info!(device = %self.id(), "device is online");
+            self.set_state(DeviceState::Online);
+        }
+    }
+
+    fn set_state(&mut self, state: DeviceState) {
+        self.state = Some(state);
+        self.state_dirty = true;
+    }
+
+    fn drop_link(&mut self, why: &DriverError) {
+        if self.link.take().is_some() {
+            let delay = self.connect_backoff.next_delay();
+            self.next_connect = Instant::now() + delay;
+            warn!(device = %self.id(), error = %why, retry_in = ?delay, "link lost; reconnecting");
+        }
+    }
+
+    fn next_wake(&self) -> Instant {
+        let far = Instant::now() + Duration::from_secs(3600);
+        let mut wake = far;
+        for p in &self.props {
+            if let Some(d) = p.next_due {
+                wake = wake.min(d);
+            }
+            if let Some(pw) = &p.pending {
+                wake = wake.min(pw.next_try);
+            }
+            if p.force_report {
+                wake = Instant::now();
+            }
+        }
+        if self.link.is_none() {
+            wake = wake.min(self.next_connect);
+        }
+        wake
+    }
+
+    async fn write_due(&mut self) {
+        let now = Instant::now();
+        for i in 0..self.props.len() {
+            let due = self.props[i].pending.as_ref().is_some_and(|p| p.next_try <= now);
+            if !due || self.link.is_none() {
+                continue;
+            }
+            self.write_one(i).await;
+        }
+    }
+
+    async fn write_one(&mut self, i: usize) {
+        let spec = Arc::clone(&self.w.spec);
+        let prop: &PropertySpec<D::Visitor> = &spec.properties[i];
+        let Some(pending) = self.props[i].pending.as_ref() else { return };
+        let value = pending.value.clone();
+        let text = pending.text.clone();
+        if let Some(current) = &self.props[i].last_value
+            && current.same_as(&value, prop.def.data_type)
+        {
+            debug!(device = %self.id(), property = %prop.def.name, value = %text, "already at the desired value");
+            self.props[i].pending = None;
+            self.props[i].force_report = true;
+            return;
+        }
+        let Some(link) = self.link.as_mut() else { return };
+        let result = match timeout(self.w.opts.io_timeout, link.write(prop, &value)).await {
+            Ok(r) => r,
+            Err(_) => Err(DriverError::Timeout("the write did not finish in time".into())),
+        };
+        match result {
+            Ok(()) => {
+                info!(device = %spec.id(), property = %prop.def.name, value = %text, "desired value written");
+                self.props[i].pending = None;
+                self.success();
+                // Read back so the report shows what the device really holds.
+                let read = match self.link.as_mut() {
+                    Some(link) => timeout(self.w.opts.io_timeout, link.read(prop)).await.ok(),
+                    None => None,
+                };
+                match read {
+                    Some(Ok(v)) => {
+                        self.props[i].last_value = Some(v);
+                        self.props[i].force_report = true;
+                    }
+                    Some(Err(e)) => {
+                        debug!(device = %spec.id(), property = %prop.def.name, error = %e, "read-back failed; the next poll reports");
+                        if e.is_link() {
+                            self.drop_link(&e);
+                        }
+                    }
+                    None => {}
+                }
+            }
+            Err(e) => {
+                let p = self.props[i].pending.as_mut();
+                let Some(p) = p else { return };
+                p.attempts += 1;
+                if matches!(e, DriverError::Invalid(_)) {
+                    error!(device = %spec.id(), property = %prop.def.name, value = %text, error = %e, "desired value cannot be written; dropped");
+                    self.props[i].pending = None;
+                    return;
+                }
+                let delay = Backoff::delay_for(p.attempts, self.w.opts.write_retry_min, self.w.opts.write_retry_max);
+                p.next_try = Instant::now() + delay;
+                warn!(device = %spec.id(), property = %prop.def.name, value = %text, attempt = p.attempts, retry_in = ?delay, error = %e, "write failed; kept pending");
+                self.failure(e.is_unreachable());
+                if e.is_link() {
+                    self.drop_link(&e);
+                }
+            }
+        }
+    }
+
+    async fn read_due(&mut self) {
+        let now = Instant::now();
+        let spec = Arc::clone(&self.w.spec);
+        let mut due = Vec::new();
+        for (i, p) in self.props.iter_mut().enumerate() {
+            let Some(at) = p.next_due else { continue };
+            if at > now {
+                continue;
+            }
+            let cycle = spec.properties[i].def.collect_cycle.unwrap_or(Duration::from_secs(1));
+            let mut next = at + cycle;
+            if next <= now {
+                // Fell behind: skip the missed ticks rather than bursting.
+                let missed = (now - at).as_nanos() / cycle.as_nanos().max(1);
+                next = at + cycle * u32::try_from(missed + 1).unwrap_or(u32::MAX);
+                if next <= now {
+                    next = now + cycle;
+                }
+            }
+            p.next_due = Some(next);
+            if let Some(v) = p.pushed.take() {
+                p.last_value = Some(v);
+                continue;
+            }
+            due.push(i);
+        }
+        if due.is_empty() {
+            return;
+        }
+        let Some(link) = self.link.as_mut() else { return };
+        let refs: Vec<&PropertySpec<D::Visitor>> = due.iter().map(|&i| &spec.properties[i]).collect();
+        let io = self.w.opts.io_timeout * u32::try_from(refs.len().min(64)).unwrap_or(1);
+        let results = match timeout(io, link.read_many(&refs)).await {
+            Ok(r) => r,
+            Err(_) => vec![Err(DriverError::Timeout("the reads did not finish in time".into())); refs.len()],
+        };
+        let mut any_answer = false;
+        let mut link_error = None;
+        for (&i, result) in due.iter().zip(results) {
+            match result {
+                Ok(v) => {
+                    any_answer = true;
+                    self.props[i].last_value = Some(v);
+                }
+                Err(e) => {
+                    if !e.is_unreachable() {
+                        any_answer = true;
+                    }
+                    let now = Instant::now();
+                    if let Some(n) = self.props[i].log_read.allow(now) {
+                        warn!(device = %spec.id(), property = %spec.properties[i].def.name, error = %e, suppressed = n, "read failed");
+                    }
+                    if e.is_link() {
+                        link_error = Some(e);
+                    }
+                }
+            }
+        }
+        if any_answer {
+            self.success();
+        } else {
+            self.failure(true);
+        }
+        if let Some(e) = link_error {
+            self.drop_link(&e);
+        }
+    }
+
+    /// The text to report for a value: the desired text when it means the same (so
+    /// edgecore's string-compare delta clears, contract §1.5), else the canonical form.
+    fn text_for(&self, i: usize, value: &Value) -> Option<String> {
+        let def = &self.w.spec.properties[i].def;
+        if let Some(desired) = &self.props[i].desired
+            && let Ok(d) = Value::parse(desired, def.data_type)
+            && d.same_as(value, def.data_type)
+        {
+            return Some(desired.clone());
+        }
+        value.canonical()
+    }
+
+    fn flush_reports(&mut self) {
+        let now = Instant::now();
+        let spec = Arc::clone(&self.w.spec);
+        if self.state_dirty
+            && let Some(state) = self.state
+        {
+            let msg = Outbound::State { device: spec.id().clone(), state };
+            if self.w.out.try_send(msg).is_ok() {
+                self.state_dirty = false;
+            }
+        }
+        let mut twin = Vec::new();
+        let mut twin_idx = Vec::new();
+        let mut data = Vec::new();
+        let mut data_idx = Vec::new();
+        for i in 0..self.props.len() {
+            let Some(value) = self.props[i].last_value.clone() else { continue };
+            let def = &spec.properties[i].def;
+            let Some(text) = self.text_for(i, &value) else {
+                if let Some(n) = self.props[i].log_wire.allow(now) {
+                    error!(device = %spec.id(), property = %def.name, value = ?value, suppressed = n, "value has no valid wire form (not finite); not reported");
+                }
+                continue;
+            };
+            let force = std::mem::take(&mut self.props[i].force_report);
+            let heartbeat = def.report_cycle;
+            let due = |sent: &Option<(String, Instant)>| match sent {
+                None => true,
+                Some((t, at)) => force || *t != text || heartbeat.is_some_and(|h| now.duration_since(*at) >= h),
+            };
+            let p = &self.props[i];
+            let want_twin = def.twin && due(&p.sent_twin);
+            let want_data = def.data && due(&p.sent_data);
+            if !want_twin && !want_data {
+                continue;
+            }
+            if want_twin {
+                if let Err(e) = check_wire_value(&text, p.stored_type.as_deref()) {
+                    if let Some(n) = self.props[i].log_wire.allow(now) {
+                        error!(device = %spec.id(), property = %def.name, error = %e, suppressed = n, "value not reported");
+                    }
+                } else {
+                    twin.push(Reported { property: def.name.clone(), value: text.clone(), data_type: def.data_type });
+                    twin_idx.push((i, text.clone()));
+                }
+            }
+            if want_data {
+                if let Err(e) = check_wire_value(&text, None) {
+                    if let Some(n) = self.props[i].log_wire.allow(now) {
+                        error!(device = %spec.id(), property = %def.name, error = %e, suppressed = n, "data value not published");
+                    }
+                } else {
+                    data.push(Reported { property: def.name.clone(), value: text.clone(), data_type: def.data_type });
+                    data_idx.push((i, text));
+                }
+            }
+        }
+        if !twin.is_empty() {
+            let msg = Outbound::Twin { device: spec.id().clone(), values: twin };
+            if self.w.out.try_send(msg).is_ok() {
+                for (i, t) in twin_idx {
+                    self.props[i].sent_twin = Some((t, now));
+                }
+            } else {
+                debug!(device = %spec.id(), "publisher busy; report retried next tick");
+            }
+        }
+        if !data.is_empty() {
+            let topic = crate::twin::data_topic(spec.id(), spec.def.data_topic.as_deref());
+            let msg = Outbound::Data { device: spec.id().clone(), topic, values: data };
+            if self.w.out.try_send(msg).is_ok() {
+                for (i, t) in data_idx {
+                    self.props[i].sent_data = Some((t, now));
+                }
+            }
+        }
+    }
+
+    fn on_cmd(&mut self, cmd: Cmd) {
+        match cmd {
+            Cmd::Desired(values) => {
+                for d in values {
+                    self.on_desired(d);
+                }
+            }
+            Cmd::Resync => {
+                let now = Instant::now();
+                for p in &mut self.props {
+                    p.sent_twin = None;
+                    p.sent_data = None;
+                    if p.next_due.is_some() {
+                        p.next_due = Some(now);
+                    }
+                }
+                if self.state.is_some() {
+                    self.state_dirty = true;
+                }
+            }
+        }
+    }
+
+    fn on_desired(&mut self, d: Desired) {
+        let now = Instant::now();
+        let spec = Arc::clone(&self.w.spec);
+        let Some(i) = spec.properties.iter().position(|p| p.def.name == d.property) else {
+            if let Some(n) = self.log_unknown.allow(now) {
+                warn!(device = %spec.id(), property = %d.property, suppressed = n, "desired value for a property this device does not have a visitor for; ignored");
+            }
+            return;
+        };
+        let def = &spec.properties[i].def;
+        if d.stored_type.is_some() {
+            self.props[i].stored_type.clone_from(&d.stored_type);
+        }
+        if def.access == AccessMode::ReadOnly {
+            if let Some(n) = self.props[i].log_refused.allow(now) {
+                warn!(device = %spec.id(), property = %def.name, value = %d.value, suppressed = n, "desired value for a ReadOnly property; ignored");
+            }
+            return;
+        }
+        let value = match Value::parse(&d.value, def.data_type) {
+            Ok(v) => v,
+            Err(e) => {
+                if let Some(n) = self.props[i].log_refused.allow(now) {
+                    error!(device = %spec.id(), property = %def.name, error = %e, suppressed = n, "desired value refused");
+                }
+                return;
+            }
+        };
+        if let Some(x) = value.as_f64()
+            && def.data_type.is_numeric()
+            && !def.in_range(x)
+        {
+            if let Some(n) = self.props[i].log_refused.allow(now) {
+                error!(device = %spec.id(), property = %def.name, value = %d.value, minimum = ?def.minimum, maximum = ?def.maximum, suppressed = n, "desired value outside the model's limits; refused");
+            }
+            return;
+        }
+        let p = &mut self.props[i];
+        p.desired = Some(d.value.clone());
+        if p.pending.as_ref().is_some_and(|pw| pw.value.same_as(&value, def.data_type)) {
+            return; // the same write is already pending: idempotent
+        }
+        if p.pending.is_none() && p.last_value.as_ref().is_some_and(|v| v.same_as(&value, def.data_type)) {
+            // Already there; make sure the reported text matches the desired one.
+            if p.sent_twin.as_ref().is_some_and(|(t, _)| *t != d.value) {
+                p.force_report = true;
+            }
+            return;
+        }
+        debug!(device = %spec.id(), property = %def.name, value = %d.value, "desired value queued");
+        p.pending = Some(Pending { value, text: d.value, attempts: 0, next_try: now });
+    }
+
+    fn on_push(&mut self, pushed: Option<(PropertyName, Result<Value, DriverError>)>) {
+        let Some((name, result)) = pushed else {
+            // The device's push stream ended: treat as a lost link.
+            self.drop_link(&DriverError::Link("the device's notification stream ended".into()));
+            return;
+        };
+        let Some(i) = self.w.spec.properties.iter().position(|p| p.def.name == name) else {
+            return;
+        };
+        match result {
+            Ok(v) => {
+                self.success();
+                // Reported at the property's next tick: throttled to its cycle.
+                if self.props[i].next_due.is_none() {
+                    self.props[i].last_value = Some(v);
+                } else {
+                    self.props[i].pushed = Some(v);
+                }
+            }
+            Err(e) => {
+                if e.is_link() {
+                    self.drop_link(&e);
+                }
+            }
+        }
+    }
+}
+
+async fn next_push<T: Device>(link: &mut Option<T>) -> Option<(PropertyName, Result<Value, DriverError>)> {
+    match link {
+        Some(l) => l.next_push().await,
+        None => std::future::pending().await,
+    }
+}

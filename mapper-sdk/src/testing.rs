@@ -1,0 +1,396 @@
+//! Test doubles for this crate's tests and other crates' (feature `testing`):
+//! - [`MemoryDriver`]: devices held in memory, with fault switches and counters;
+//! - [`Mosquitto`]: a real mosquitto broker on a free loopback port;
+//! - [`TwinPeer`]: an MQTT client that plays edgecore: records what the mapper publishes,
+//!   answers `twin/get`, and sends deltas.
+#![allow(clippy::unwrap_used, missing_docs)]
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
+use serde::Deserialize;
+use serde_json::Value as Json;
+use tokio::sync::Notify;
+
+use crate::driver::{ConfigError, Device, DeviceSpec, Driver, DriverError, PropertySpec, config_from_json};
+use crate::model::{DeviceId, Value};
+use crate::profile::{PropertyDef, ProtocolDef};
+
+/// The state of one in-memory device.
+#[derive(Debug, Default, Clone)]
+pub struct MemoryDevice {
+    /// Current values by key.
+    pub values: HashMap<String, Value>,
+    /// Refuse connects with this error.
+    pub connect_error: Option<DriverError>,
+    /// Fail every read and write with this error.
+    pub io_error: Option<DriverError>,
+    /// Successful connects.
+    pub connects: u32,
+    /// Reads served.
+    pub reads: u32,
+    /// Writes applied, in order.
+    pub writes: Vec<(String, Value)>,
+}
+
+/// Shared state of a [`MemoryDriver`]; tests hold a clone to inspect and steer devices.
+#[derive(Debug, Default, Clone)]
+pub struct MemoryState(Arc<Mutex<HashMap<String, MemoryDevice>>>);
+
+impl MemoryState {
+    /// Runs `f` on the device named `name` (created when missing).
+    pub fn with<R>(&self, name: &str, f: impl FnOnce(&mut MemoryDevice) -> R) -> R {
+        let mut map = self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        f(map.entry(name.to_owned()).or_default())
+    }
+
+    /// Sets a value.
+    pub fn set(&self, device: &str, key: &str, v: Value) {
+        self.with(device, |d| {
+            d.values.insert(key.to_owned(), v);
+        });
+    }
+
+    /// Reads a value.
+    pub fn get(&self, device: &str, key: &str) -> Option<Value> {
+        self.with(device, |d| d.values.get(key).cloned())
+    }
+}
+
+/// A driver whose devices live in memory (protocol kind `memory` by default).
+#[derive(Debug, Clone)]
+pub struct MemoryDriver {
+    pub kind: String,
+    pub state: MemoryState,
+}
+
+impl MemoryDriver {
+    pub fn new(state: MemoryState) -> Self {
+        Self { kind: "memory".into(), state }
+    }
+}
+
+/// Protocol config: `{"device": "name"}` (default: the device name).
+#[derive(Debug, Clone, PartialEq, Default, Deserialize)]
+#[serde(default)]
+pub struct MemoryProtocol {
+    pub device: Option<String>,
+}
+
+/// Visitor config: `{"key": "name"}` (default: the property name).
+#[derive(Debug, Clone, PartialEq, Default, Deserialize)]
+#[serde(default)]
+pub struct MemoryVisitor {
+    pub key: String,
+}
+
+pub struct MemoryHandle {
+    name: String,
+    state: MemoryState,
+}
+
+impl Driver for MemoryDriver {
+    type Protocol = MemoryProtocol;
+    type Visitor = MemoryVisitor;
+    type Device = MemoryHandle;
+
+    fn name(&self) -> &'static str {
+        "memory"
+    }
+
+    fn handles(&self, protocol: &ProtocolDef) -> bool {
+        protocol.kind.eq_ignore_ascii_case(&self.kind)
+    }
+
+    fn parse_protocol(&self, protocol: &ProtocolDef) -> Result<MemoryProtocol, ConfigError> {
+        config_from_json("protocolConfig", &protocol.config)
+    }
+
+    fn parse_visitor(&self, property: &PropertyDef, _: &MemoryProtocol) -> Result<MemoryVisitor, ConfigError> {
+        let mut v: MemoryVisitor = config_from_json("visitorConfig", &property.visitor)?;
+        if v.key.is_empty() {
+            v.key = property.name.to_string();
+        }
+        if v.key.contains(' ') {
+            return Err(ConfigError::new("visitorConfig.key", "keys may not contain spaces"));
+        }
+        Ok(v)
+    }
+
+    async fn connect(&self, spec: &DeviceSpec<Self>) -> Result<MemoryHandle, DriverError> {
+        let name = spec.protocol.device.clone().unwrap_or_else(|| spec.def.name.clone());
+        self.state.with(&name, |d| match &d.connect_error {
+            Some(e) => Err(e.clone()),
+            None => {
+                d.connects += 1;
+                Ok(())
+            }
+        })?;
+        Ok(MemoryHandle { name, state: self.state.clone() })
+    }
+}
+
+impl Device for MemoryHandle {
+    type Visitor = MemoryVisitor;
+
+    async fn read(&mut self, p: &PropertySpec<MemoryVisitor>) -> Result<Value, DriverError> {
+        self.state.with(&self.name, |d| {
+            if let Some(e) = &d.io_error {
+                return Err(e.clone());
+            }
+            d.reads += 1;
+            d.values
+                .get(&p.visitor.key)
+                .cloned()
+                .ok_or_else(|| DriverError::Refused(format!("no value at {}", p.visitor.key)))
+        })
+    }
+
+    async fn write(&mut self, p: &PropertySpec<MemoryVisitor>, value: &Value) -> Result<(), DriverError> {
+        self.state.with(&self.name, |d| {
+            if let Some(e) = &d.io_error {
+                return Err(e.clone());
+            }
+            d.values.insert(p.visitor.key.clone(), value.clone());
+            d.writes.push((p.visitor.key.clone(), value.clone()));
+            Ok(())
+        })
+    }
+}
+
+/// Polls `cond` until it holds or `limit` passes.
+pub async fn wait_until(limit: Duration, mut cond: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + limit;
+    loop {
+        if cond() {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// A mosquitto broker on a free loopback port, killed on drop.
+pub struct Mosquitto {
+    pub port: u16,
+    child: Option<Child>,
+    dir: tempfile::TempDir,
+}
+
+/// Finds a free loopback port (bind to port 0 and release it).
+pub fn free_port() -> u16 {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    l.local_addr().unwrap().port()
+}
+
+fn mosquitto_binary() -> Option<PathBuf> {
+    ["/usr/sbin/mosquitto", "/usr/bin/mosquitto", "/usr/local/sbin/mosquitto"]
+        .iter()
+        .map(PathBuf::from)
+        .find(|p| p.exists())
+}
+
+impl Mosquitto {
+    /// Starts a broker, or returns `None` when mosquitto is not installed and `CI` is
+    /// not set (under CI a missing broker is a failure, not a skip).
+    pub fn start() -> Option<Self> {
+        let Some(_) = mosquitto_binary() else {
+            assert!(
+                std::env::var_os("CI").is_none(),
+                "mosquitto is not installed, and CI is set: install the mosquitto package"
+            );
+            eprintln!("mosquitto not installed; skipping");
+            return None;
+        };
+        let mut m = Self { port: free_port(), child: None, dir: tempfile::tempdir().unwrap() };
+        m.spawn();
+        Some(m)
+    }
+
+    fn spawn(&mut self) {
+        let conf = self.dir.path().join("mosquitto.conf");
+        std::fs::write(
+            &conf,
+            format!(
+                "listener {} 127.0.0.1\nallow_anonymous true\npersistence false\nmax_queued_messages 100000\n",
+                self.port
+            ),
+        )
+        .unwrap();
+        let child = Command::new(mosquitto_binary().unwrap())
+            .arg("-c")
+            .arg(&conf)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        self.child = Some(child);
+        let addr = SocketAddr::from(([127, 0, 0, 1], self.port));
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while TcpStream::connect_timeout(&addr, Duration::from_millis(100)).is_err() {
+            assert!(Instant::now() < deadline, "mosquitto did not start on port {}", self.port);
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// The broker URL.
+    pub fn url(&self) -> String {
+        format!("tcp://127.0.0.1:{}", self.port)
+    }
+
+    /// Kills the broker (clients see the connection drop).
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Starts the broker again on the same port.
+    pub fn restart(&mut self) {
+        self.kill();
+        self.spawn();
+    }
+}
+
+impl Drop for Mosquitto {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// One message the peer received.
+#[derive(Debug, Clone)]
+pub struct Received {
+    pub topic: String,
+    pub payload: Json,
+}
+
+/// Plays edgecore on the broker: records `$hw/events/device/#` and `$ke/events/device/#`
+/// traffic, answers `twin/get` from a twin store, and publishes deltas.
+#[derive(Clone)]
+pub struct TwinPeer {
+    client: AsyncClient,
+    pub received: Arc<Mutex<Vec<Received>>>,
+    /// Device id -> property -> expected value served by twin/get.
+    pub expected: Arc<Mutex<BTreeMap<String, BTreeMap<String, String>>>>,
+    pub notify: Arc<Notify>,
+}
+
+impl TwinPeer {
+    /// Connects to the broker and subscribes; returns once the subscriptions are active.
+    pub async fn connect(port: u16) -> Self {
+        let mut o = MqttOptions::new(format!("edgecore-peer-{}", free_port()), "127.0.0.1", port);
+        o.set_keep_alive(Duration::from_secs(5));
+        o.set_max_packet_size(1 << 20, 1 << 20);
+        let (client, mut ev) = AsyncClient::new(o, 1000);
+        let peer = Self {
+            client: client.clone(),
+            received: Arc::default(),
+            expected: Arc::default(),
+            notify: Arc::new(Notify::new()),
+        };
+        let subscribed = Arc::new(Notify::new());
+        let p = peer.clone();
+        let sub = Arc::clone(&subscribed);
+        tokio::spawn(async move {
+            loop {
+                match ev.poll().await {
+                    Ok(Event::Incoming(Packet::ConnAck(_))) => {
+                        for t in ["$hw/events/device/#", "$ke/events/device/#"] {
+                            let _ = p.client.subscribe(t, QoS::AtLeastOnce).await;
+                        }
+                    }
+                    Ok(Event::Incoming(Packet::SubAck(_))) => sub.notify_one(),
+                    Ok(Event::Incoming(Packet::Publish(m))) => p.on_publish(&m.topic, &m.payload).await,
+                    Ok(_) => {}
+                    Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+                }
+            }
+        });
+        for _ in 0..2 {
+            tokio::time::timeout(Duration::from_secs(10), subscribed.notified()).await.unwrap();
+        }
+        peer
+    }
+
+    async fn on_publish(&self, topic: &str, payload: &[u8]) {
+        let json: Json = serde_json::from_slice(payload).unwrap_or(Json::Null);
+        if let Some(id) = topic.strip_prefix("$hw/events/device/").and_then(|r| r.strip_suffix("/twin/get")) {
+            let twins = self.expected.lock().unwrap().get(id).cloned();
+            if let Some(twins) = twins {
+                let twin: serde_json::Map<String, Json> = twins
+                    .iter()
+                    .map(|(k, v)| {
+                        (k.clone(), serde_json::json!({"expected": {"value": v, "metadata": {"timestamp": 1}}, "optional": false, "metadata": {"type": "string"}}))
+                    })
+                    .collect();
+                let body = serde_json::json!({"event_id": json.get("event_id").cloned().unwrap_or(Json::Null), "timestamp": 1, "twin": twin});
+                let _ = self
+                    .client
+                    .publish(format!("{topic}/result"), QoS::AtLeastOnce, false, body.to_string())
+                    .await;
+            }
+        }
+        self.received.lock().unwrap().push(Received { topic: topic.to_owned(), payload: json });
+        self.notify.notify_waiters();
+    }
+
+    /// Publishes a delta as edgecore would.
+    pub async fn send_delta(&self, device: &str, values: &[(&str, &str)]) {
+        let delta: serde_json::Map<String, Json> =
+            values.iter().map(|(k, v)| ((*k).to_owned(), Json::String((*v).to_owned()))).collect();
+        let twin: serde_json::Map<String, Json> = values
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), serde_json::json!({"expected": {"value": v}, "metadata": {"type": "string"}})))
+            .collect();
+        let body = serde_json::json!({"event_id": "e", "timestamp": 1, "twin": twin, "delta": delta});
+        self.publish_raw(&format!("$hw/events/device/{device}/twin/update/delta"), body.to_string().as_bytes()).await;
+    }
+
+    /// Publishes raw bytes.
+    pub async fn publish_raw(&self, topic: &str, payload: &[u8]) {
+        self.client.publish(topic, QoS::AtLeastOnce, false, payload.to_vec()).await.unwrap();
+    }
+
+    /// Messages received on `topic` so far.
+    pub fn on_topic(&self, topic: &str) -> Vec<Json> {
+        self.received.lock().unwrap().iter().filter(|m| m.topic == topic).map(|m| m.payload.clone()).collect()
+    }
+
+    /// The last reported actual value of a property of a device.
+    pub fn last_actual(&self, device: &str, property: &str) -> Option<String> {
+        let topic = format!("$hw/events/device/{device}/twin/update");
+        self.on_topic(&topic).iter().rev().find_map(|p| {
+            p.get("twin")?.get(property)?.get("actual")?.get("value")?.as_str().map(str::to_owned)
+        })
+    }
+
+    /// The last reported state of a device.
+    pub fn last_state(&self, device: &str) -> Option<String> {
+        let topic = format!("$hw/events/device/{device}/state/update");
+        self.on_topic(&topic).last().and_then(|p| p.get("state")?.as_str().map(str::to_owned))
+    }
+
+    /// Waits until `cond` holds on the peer.
+    pub async fn wait(&self, limit: Duration, mut cond: impl FnMut(&Self) -> bool) -> bool {
+        wait_until(limit, || cond(self)).await
+    }
+
+    /// Forgets everything received so far.
+    pub fn clear(&self) {
+        self.received.lock().unwrap().clear();
+    }
+}
+
+/// A device id for tests.
+pub fn id(s: &str) -> DeviceId {
+    DeviceId(s.to_owned())
+}
