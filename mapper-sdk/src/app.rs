@@ -42,6 +42,8 @@ pub struct Loaded<D: Driver> {
     pub errors: Vec<String>,
     /// Warnings.
     pub warnings: Vec<Issue>,
+    /// The text is not a profile at all: keep whatever runs now.
+    pub unreadable: bool,
 }
 
 /// Resolves a profile text and binds every device this driver handles. Pure.
@@ -52,6 +54,11 @@ pub fn load<D: Driver>(driver: &D, text: &str, opts: &ResolveOptions) -> Loaded<
         skipped: Vec::new(),
         errors: resolved.errors.iter().map(ToString::to_string).collect(),
         warnings: resolved.warnings,
+        unreadable: resolved.format.is_none()
+            && resolved
+                .errors
+                .iter()
+                .any(|e| matches!(e, crate::profile::ProfileError::Unreadable(_))),
     };
     for def in resolved.devices {
         let id = def.id.to_string();
@@ -123,7 +130,11 @@ pub async fn run<D: Driver>(
                 if let Some(text) = text {
                     let loaded = load(&*driver, &text, &settings.resolve);
                     log_loaded(&loaded);
-                    sup.apply(loaded.devices).await;
+                    if loaded.unreadable {
+                        error!("the new profile cannot be read; the running devices are kept");
+                    } else {
+                        sup.apply(loaded.devices).await;
+                    }
                 }
             }
             Some(msg) = in_rx.recv() => match msg {
@@ -172,10 +183,17 @@ pub async fn shutdown_signal() {
 pub fn check_report<D: Driver>(loaded: &Loaded<D>) -> String {
     let mut s = String::new();
     for d in &loaded.devices {
-        let _ = writeln!(s, "device {} (protocol {}, model {})", d.def.id, d.def.protocol.kind, d.def.model);
+        let _ = writeln!(
+            s,
+            "device {} (protocol {}, model {})",
+            d.def.id, d.def.protocol.kind, d.def.model
+        );
         let _ = writeln!(s, "  protocol config: {:?}", d.protocol);
         for p in &d.properties {
-            let cycle = p.def.collect_cycle.map_or_else(|| "never".to_owned(), |c| format!("{c:?}"));
+            let cycle = p
+                .def
+                .collect_cycle
+                .map_or_else(|| "never".to_owned(), |c| format!("{c:?}"));
             let _ = writeln!(
                 s,
                 "  {} {} {:?} every {cycle}{}{}: {:?}",
@@ -189,7 +207,10 @@ pub fn check_report<D: Driver>(loaded: &Loaded<D>) -> String {
         }
     }
     for (id, kind) in &loaded.skipped {
-        let _ = writeln!(s, "skipped {id}: protocol {kind} is not handled by this mapper");
+        let _ = writeln!(
+            s,
+            "skipped {id}: protocol {kind} is not handled by this mapper"
+        );
     }
     for w in &loaded.warnings {
         let _ = writeln!(s, "warning: {w}");
@@ -263,7 +284,11 @@ pub fn main<D: Driver>(driver: D) -> ExitCode {
         };
         let loaded = load(&driver, &text, &settings.resolve);
         print!("{}", check_report(&loaded));
-        return if loaded.errors.is_empty() { ExitCode::SUCCESS } else { ExitCode::FAILURE };
+        return if loaded.errors.is_empty() {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::FAILURE
+        };
     }
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)

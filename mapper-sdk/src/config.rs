@@ -132,7 +132,11 @@ pub struct CommonArgs {
     #[arg(long, env = "MAPPER_CONFIG_FILE", default_value = "config.yaml")]
     pub config_file: PathBuf,
     /// Broker URL (overrides mqtt.server).
-    #[arg(long = "mqtt-address", visible_alias = "mqtt-server", env = "MQTT_SERVER")]
+    #[arg(
+        long = "mqtt-address",
+        visible_alias = "mqtt-server",
+        env = "MQTT_SERVER"
+    )]
     pub mqtt_server: Option<String>,
     /// MQTT username (overrides mqtt.username).
     #[arg(long, env = "MQTT_USERNAME")]
@@ -211,7 +215,10 @@ impl Settings {
     pub fn from_args(args: &CommonArgs, driver: &str) -> Result<Self, SettingsError> {
         let file = match std::fs::read_to_string(&args.config_file) {
             Ok(text) => parse_config(&text, &args.config_file)?,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound && args.config_file == Path::new("config.yaml") => {
+            Err(e)
+                if e.kind() == std::io::ErrorKind::NotFound
+                    && args.config_file == Path::new("config.yaml") =>
+            {
                 ConfigFile::default()
             }
             Err(e) => {
@@ -245,7 +252,11 @@ impl Settings {
             .filter(|c| !c.is_empty())
             .unwrap_or_else(|| default_client_id(driver));
         let mut mqtt = MqttSettings::from_url(&server, &client_id)?;
-        mqtt.username = args.mqtt_username.clone().or(m.username).filter(|u| !u.is_empty());
+        mqtt.username = args
+            .mqtt_username
+            .clone()
+            .or(m.username)
+            .filter(|u| !u.is_empty());
         mqtt.password = args.mqtt_password.clone().or(m.password);
         if let Some(q) = m.qos {
             if q > 2 {
@@ -273,8 +284,16 @@ impl Settings {
         }
         let s = file.mapper;
         let legacy = args.legacy_states || s.legacy_states.unwrap_or(false);
-        mqtt.state_names = if legacy { StateNames::legacy() } else { StateNames::default() };
-        mqtt.node_name = args.node_name.clone().or(s.node_name).filter(|n| !n.is_empty());
+        mqtt.state_names = if legacy {
+            StateNames::legacy()
+        } else {
+            StateNames::default()
+        };
+        mqtt.node_name = args
+            .node_name
+            .clone()
+            .or(s.node_name)
+            .filter(|n| !n.is_empty());
 
         let topic_scheme = match (args.topic_scheme, s.topic_scheme.as_deref()) {
             (Some(SchemeArg::Id), _) => TopicScheme::Id,
@@ -282,11 +301,15 @@ impl Settings {
             (None, None) => TopicScheme::Id,
             (None, Some(t)) => match t.to_ascii_lowercase().replace(['_', '-'], "").as_str() {
                 "id" | "{id}" => TopicScheme::Id,
-                "namespace/name" | "{namespace}/{name}" | "namespacename" => TopicScheme::NamespaceName,
+                "namespace/name" | "{namespace}/{name}" | "namespacename" => {
+                    TopicScheme::NamespaceName
+                }
                 other => {
                     return Err(SettingsError::Invalid {
                         field: "mapper.topicScheme".into(),
-                        message: format!("{other:?} is not a topic scheme; use id or namespace/name"),
+                        message: format!(
+                            "{other:?} is not a topic scheme; use id or namespace/name"
+                        ),
                     });
                 }
             },
@@ -362,10 +385,13 @@ mod tests {
 
     #[test]
     fn device_profile_env_is_the_fallback() {
-        let args = CommonArgs { profile: Some("/nonexistent/x.json".into()), ..CommonArgs::default() };
+        let args = CommonArgs {
+            profile: Some("/nonexistent/x.json".into()),
+            ..CommonArgs::default()
+        };
         let s = Settings::merge(&args, ConfigFile::default(), "modbus", Some("{}".into())).unwrap();
         assert_eq!(s.profile, ProfileSetting::Inline("{}".into()));
-        assert_eq!(s.mqtt.client_id.starts_with("modbus-mapper-"), true);
+        assert!(s.mqtt.client_id.starts_with("modbus-mapper-"));
     }
 
     #[test]

@@ -178,7 +178,9 @@ pub trait Device: Send + 'static {
                 if stop {
                     // The link is gone: the rest would fail the same way.
                     while out.len() < properties.len() {
-                        out.push(Err(DriverError::Link("link lost earlier in this batch".into())));
+                        out.push(Err(DriverError::Link(
+                            "link lost earlier in this batch".into(),
+                        )));
                     }
                     break;
                 }
@@ -202,15 +204,16 @@ pub trait Device: Send + 'static {
     }
 }
 
+/// A device bound to a driver with the issues of the properties that were dropped, or
+/// the issue that stopped the whole device.
+pub type Bound<D> = Result<(DeviceSpec<D>, Vec<Issue>), Issue>;
+
 /// Binds a resolved device to a driver: parses the protocol config and every visitor.
 ///
 /// A bad protocol config is an error for the device; a bad visitor drops that property
 /// only and is returned among the issues. Returns `None` when the driver does not handle
 /// the device's protocol.
-pub fn bind<D: Driver>(
-    driver: &D,
-    def: DeviceDef,
-) -> Option<Result<(DeviceSpec<D>, Vec<Issue>), Issue>> {
+pub fn bind<D: Driver>(driver: &D, def: DeviceDef) -> Option<Bound<D>> {
     if !driver.handles(&def.protocol) {
         return None;
     }

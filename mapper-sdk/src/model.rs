@@ -287,7 +287,8 @@ impl Value {
 
 fn parse_bytes(text: &str) -> Option<Vec<u8>> {
     let hex = text.strip_prefix("0x").unwrap_or(text);
-    if !hex.is_empty() && hex.len() % 2 == 0 && hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+    if !hex.is_empty() && hex.len().is_multiple_of(2) && hex.bytes().all(|b| b.is_ascii_hexdigit())
+    {
         return (0..hex.len())
             .step_by(2)
             .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).ok())
@@ -296,7 +297,11 @@ fn parse_bytes(text: &str) -> Option<Vec<u8>> {
     base64::engine::general_purpose::STANDARD
         .decode(text)
         .ok()
-        .or_else(|| base64::engine::general_purpose::STANDARD_NO_PAD.decode(text).ok())
+        .or_else(|| {
+            base64::engine::general_purpose::STANDARD_NO_PAD
+                .decode(text)
+                .ok()
+        })
 }
 
 /// Connectivity of a device as reported on `state/update`.
@@ -441,11 +446,23 @@ mod tests {
             Value::parse("18446744073709551615", DataType::Int),
             Ok(Value::UInt(u64::MAX))
         );
-        assert_eq!(Value::parse("TRUE", DataType::Boolean), Ok(Value::Bool(true)));
-        assert_eq!(Value::parse("off", DataType::Boolean), Ok(Value::Bool(false)));
+        assert_eq!(
+            Value::parse("TRUE", DataType::Boolean),
+            Ok(Value::Bool(true))
+        );
+        assert_eq!(
+            Value::parse("off", DataType::Boolean),
+            Ok(Value::Bool(false))
+        );
         assert!(Value::parse("nan", DataType::Float).is_err());
-        assert_eq!(Value::parse("0a0b", DataType::Bytes), Ok(Value::Bytes(vec![10, 11])));
-        assert_eq!(Value::parse("AQ==", DataType::Bytes), Ok(Value::Bytes(vec![1])));
+        assert_eq!(
+            Value::parse("0a0b", DataType::Bytes),
+            Ok(Value::Bytes(vec![10, 11]))
+        );
+        assert_eq!(
+            Value::parse("AQ==", DataType::Bytes),
+            Ok(Value::Bytes(vec![1]))
+        );
     }
 
     #[test]
@@ -460,14 +477,26 @@ mod tests {
     fn wire_checks_follow_edgecore() {
         assert!(check_wire_value("-12.5", Some("float")).is_ok());
         assert!(check_wire_value("1e-06", Some("float")).is_ok());
-        assert!(matches!(check_wire_value("1e+06", None), Err(WireError::Charset(_))));
-        assert!(matches!(check_wire_value("a b", None), Err(WireError::Charset(_))));
-        assert!(matches!(check_wire_value("AQ==", None), Err(WireError::Charset(_))));
+        assert!(matches!(
+            check_wire_value("1e+06", None),
+            Err(WireError::Charset(_))
+        ));
+        assert!(matches!(
+            check_wire_value("a b", None),
+            Err(WireError::Charset(_))
+        ));
+        assert!(matches!(
+            check_wire_value("AQ==", None),
+            Err(WireError::Charset(_))
+        ));
         assert!(matches!(
             check_wire_value("25.5", Some("int")),
             Err(WireError::StoredType { .. })
         ));
-        assert!(matches!(check_wire_value("1", Some("double")), Err(WireError::UnusableType(_))));
+        assert!(matches!(
+            check_wire_value("1", Some("double")),
+            Err(WireError::UnusableType(_))
+        ));
         assert!(matches!(
             check_wire_value("1", Some("boolean")),
             Err(WireError::StoredType { .. })

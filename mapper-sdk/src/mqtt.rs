@@ -141,12 +141,17 @@ impl MqttSettings {
     }
 }
 
-fn read_pem_certs(path: &PathBuf) -> Result<Vec<rustls::pki_types::CertificateDer<'static>>, MqttError> {
+fn read_pem_certs(
+    path: &PathBuf,
+) -> Result<Vec<rustls::pki_types::CertificateDer<'static>>, MqttError> {
     let f = File::open(path).map_err(|e| MqttError::Tls(format!("{}: {e}", path.display())))?;
     let certs: Result<Vec<_>, _> = rustls_pemfile::certs(&mut BufReader::new(f)).collect();
     let certs = certs.map_err(|e| MqttError::Tls(format!("{}: {e}", path.display())))?;
     if certs.is_empty() {
-        return Err(MqttError::Tls(format!("{}: no PEM certificate found", path.display())));
+        return Err(MqttError::Tls(format!(
+            "{}: no PEM certificate found",
+            path.display()
+        )));
     }
     Ok(certs)
 }
@@ -172,9 +177,12 @@ pub fn tls_config(s: &TlsSettings) -> Result<rustls::ClientConfig, MqttError> {
         Some(name) => {
             let name = ServerName::try_from(name.clone())
                 .map_err(|e| MqttError::Tls(format!("mqtt.servername {name:?}: {e}")))?;
-            let inner = rustls::client::WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider)
-                .build()
-                .map_err(|e| MqttError::Tls(e.to_string()))?;
+            let inner = rustls::client::WebPkiServerVerifier::builder_with_provider(
+                Arc::new(roots),
+                provider,
+            )
+            .build()
+            .map_err(|e| MqttError::Tls(e.to_string()))?;
             builder
                 .dangerous()
                 .with_custom_certificate_verifier(Arc::new(NamedVerifier { inner, name }))
@@ -184,10 +192,13 @@ pub fn tls_config(s: &TlsSettings) -> Result<rustls::ClientConfig, MqttError> {
     match (&s.client_cert, &s.private_key) {
         (Some(cert), Some(key)) => {
             let certs = read_pem_certs(cert)?;
-            let f = File::open(key).map_err(|e| MqttError::Tls(format!("{}: {e}", key.display())))?;
+            let f =
+                File::open(key).map_err(|e| MqttError::Tls(format!("{}: {e}", key.display())))?;
             let key_der = rustls_pemfile::private_key(&mut BufReader::new(f))
                 .map_err(|e| MqttError::Tls(format!("{}: {e}", key.display())))?
-                .ok_or_else(|| MqttError::Tls(format!("{}: no PEM private key found", key.display())))?;
+                .ok_or_else(|| {
+                    MqttError::Tls(format!("{}: no PEM private key found", key.display()))
+                })?;
             builder
                 .with_client_auth_cert(certs, key_der)
                 .map_err(|e| MqttError::Tls(e.to_string()))
@@ -245,7 +256,13 @@ impl rustls::client::danger::ServerCertVerifier for NamedVerifier {
 enum Ctl {
     Connected,
     Disconnected,
+    /// A twin/get result (or error answer) arrived for this device.
+    GetAnswered(DeviceId),
 }
+
+/// How long to wait for a twin/get answer before asking again (doubling, capped).
+const GET_RETRY_FIRST: Duration = Duration::from_secs(3);
+const GET_RETRY_MAX: Duration = Duration::from_secs(60);
 
 /// The running MQTT adapter.
 pub struct Mqtt {
@@ -265,9 +282,7 @@ impl Mqtt {
         let options = settings.options()?;
         let (client, mut eventloop) = AsyncClient::new(options, 1024);
         eventloop.network_options.set_tcp_nodelay(true);
-        eventloop
-            .network_options
-            .set_connection_timeout(10);
+        eventloop.network_options.set_connection_timeout(10);
         let (ctl_tx, ctl_rx) = mpsc::channel(16);
         let (suback_tx, suback_rx) = watch::channel(0u64);
         let settings = Arc::new(settings);
@@ -287,6 +302,7 @@ impl Mqtt {
             subacks: suback_rx,
             inbound,
             get_seq: 0,
+            awaiting: std::collections::BTreeMap::new(),
         };
         let publisher = tokio::spawn(publisher.run(outbound, ctl_rx));
         Ok(Self { events, publisher })
@@ -332,7 +348,9 @@ async fn event_loop(
                     let _ = inbound.try_send(Inbound::MembershipChanged);
                     continue;
                 }
-                route_incoming(&p.topic, &p.payload, &inbound);
+                if let Some(answered) = route_incoming(&p.topic, &p.payload, &inbound) {
+                    let _ = ctl.try_send(Ctl::GetAnswered(answered));
+                }
             }
             Ok(Event::Outgoing(Outgoing::Disconnect)) => {
                 debug!("mqtt disconnected on request");
@@ -362,11 +380,17 @@ async fn event_loop(
     }
 }
 
-fn route_incoming(topic: &str, payload: &[u8], inbound: &mpsc::Sender<Inbound>) {
+/// Routes a delta or get result; returns the device when it was a get result.
+fn route_incoming(
+    topic: &str,
+    payload: &[u8],
+    inbound: &mpsc::Sender<Inbound>,
+) -> Option<DeviceId> {
     let Some((device, kind)) = twin::parse_incoming_topic(topic) else {
         debug!(topic, "ignoring message on an unexpected topic");
-        return;
+        return None;
     };
+    let answered = (kind == twin::IncomingKind::GetResult).then(|| device.clone());
     let parsed = match kind {
         twin::IncomingKind::Delta => twin::parse_delta(payload),
         twin::IncomingKind::GetResult => twin::parse_get_result(payload),
@@ -385,6 +409,7 @@ fn route_incoming(topic: &str, payload: &[u8], inbound: &mpsc::Sender<Inbound>) 
         }
         Err(e) => warn!(device = %device, topic, error = %e, "refused an incoming twin message"),
     }
+    answered
 }
 
 struct Publisher {
@@ -396,11 +421,14 @@ struct Publisher {
     subacks: watch::Receiver<u64>,
     inbound: mpsc::Sender<Inbound>,
     get_seq: u64,
+    /// Devices whose twin/get has not been answered yet: when to ask again, and the wait.
+    awaiting: std::collections::BTreeMap<DeviceId, (tokio::time::Instant, Duration)>,
 }
 
 impl Publisher {
     async fn run(mut self, mut outbound: mpsc::Receiver<Outbound>, mut ctl: mpsc::Receiver<Ctl>) {
         loop {
+            let retry_at = self.awaiting.values().map(|(t, _)| *t).min();
             tokio::select! {
                 biased;
                 c = ctl.recv() => match c {
@@ -409,8 +437,29 @@ impl Publisher {
                         self.on_connected().await;
                     }
                     Some(Ctl::Disconnected) => self.connected = false,
+                    Some(Ctl::GetAnswered(id)) => {
+                        self.awaiting.remove(&id);
+                    }
                     None => break,
                 },
+                () = async {
+                    match retry_at {
+                        Some(t) => tokio::time::sleep_until(t).await,
+                        None => std::future::pending().await,
+                    }
+                }, if self.connected => {
+                    let now = tokio::time::Instant::now();
+                    let due: Vec<DeviceId> = self
+                        .awaiting
+                        .iter()
+                        .filter(|(_, (t, _))| *t <= now)
+                        .map(|(id, _)| id.clone())
+                        .collect();
+                    for id in due {
+                        debug!(device = %id, "no twin/get answer yet; asking again");
+                        self.twin_get(&id).await;
+                    }
+                }
                 msg = outbound.recv() => match msg {
                     Some(msg) => self.handle(msg).await,
                     None => break,
@@ -425,7 +474,10 @@ impl Publisher {
     async fn on_connected(&mut self) {
         let mut filters = Vec::new();
         if let Some(node) = &self.settings.node_name {
-            filters.push(SubscribeFilter::new(twin::membership_topic(node), QoS::AtLeastOnce));
+            filters.push(SubscribeFilter::new(
+                twin::membership_topic(node),
+                QoS::AtLeastOnce,
+            ));
         }
         for id in &self.tracked {
             filters.extend(device_filters(id));
@@ -450,7 +502,10 @@ impl Publisher {
         }
         let want = self.subacks_expected;
         let wait = self.subacks.wait_for(|n| *n >= want);
-        if tokio::time::timeout(Duration::from_secs(5), wait).await.is_err() {
+        if tokio::time::timeout(Duration::from_secs(5), wait)
+            .await
+            .is_err()
+        {
             warn!("no SUBACK within 5 s; continuing");
             // Re-base so one lost SUBACK does not delay every later subscribe.
             self.subacks_expected = *self.subacks.borrow();
@@ -458,10 +513,17 @@ impl Publisher {
     }
 
     async fn twin_get(&mut self, id: &DeviceId) {
+        let wait = self
+            .awaiting
+            .get(id)
+            .map_or(GET_RETRY_FIRST, |(_, w)| (*w * 2).min(GET_RETRY_MAX));
+        self.awaiting
+            .insert(id.clone(), (tokio::time::Instant::now() + wait, wait));
         self.get_seq += 1;
         let event_id = format!("get-{}-{}", id, self.get_seq);
         let payload = twin::twin_get_payload(&event_id, twin::now_millis());
-        self.publish(twin::twin_get_topic(id), self.settings.qos(), payload).await;
+        self.publish(twin::twin_get_topic(id), self.settings.qos(), payload)
+            .await;
     }
 
     async fn publish(&self, topic: String, qos: QoS, payload: Vec<u8>) {
@@ -475,7 +537,12 @@ impl Publisher {
         match msg {
             Outbound::Twin { device, values } => {
                 let payload = twin::twin_update_payload(&values, now);
-                self.publish(twin::twin_update_topic(&device), self.settings.qos(), payload).await;
+                self.publish(
+                    twin::twin_update_topic(&device),
+                    self.settings.qos(),
+                    payload,
+                )
+                .await;
             }
             Outbound::Data { topic, values, .. } => {
                 let payload = twin::data_update_payload(&values, now);
@@ -483,7 +550,8 @@ impl Publisher {
             }
             Outbound::State { device, state } => {
                 let payload = twin::state_payload(self.settings.state_names.name(state), now);
-                self.publish(twin::state_topic(&device), self.settings.qos(), payload).await;
+                self.publish(twin::state_topic(&device), self.settings.qos(), payload)
+                    .await;
             }
             Outbound::Track(id) => {
                 self.tracked.insert(id.clone());
@@ -494,8 +562,12 @@ impl Publisher {
             }
             Outbound::Untrack(id) => {
                 self.tracked.remove(&id);
+                self.awaiting.remove(&id);
                 if self.connected {
-                    for t in [twin::twin_delta_topic(&id), twin::twin_get_result_topic(&id)] {
+                    for t in [
+                        twin::twin_delta_topic(&id),
+                        twin::twin_get_result_topic(&id),
+                    ] {
                         if let Err(e) = self.client.unsubscribe(t).await {
                             debug!(error = %e, "mqtt unsubscribe failed");
                         }
@@ -521,9 +593,15 @@ mod tests {
     #[test]
     fn broker_urls() {
         let s = MqttSettings::from_url("tcp://127.0.0.1:1883", "c").unwrap();
-        assert_eq!((s.host.as_str(), s.port, s.tls.is_some()), ("127.0.0.1", 1883, false));
+        assert_eq!(
+            (s.host.as_str(), s.port, s.tls.is_some()),
+            ("127.0.0.1", 1883, false)
+        );
         let s = MqttSettings::from_url("ssl://broker.local", "c").unwrap();
-        assert_eq!((s.host.as_str(), s.port, s.tls.is_some()), ("broker.local", 8883, true));
+        assert_eq!(
+            (s.host.as_str(), s.port, s.tls.is_some()),
+            ("broker.local", 8883, true)
+        );
         let s = MqttSettings::from_url("localhost:1884", "c").unwrap();
         assert_eq!((s.host.as_str(), s.port), ("localhost", 1884));
         assert!(MqttSettings::from_url("ws://x:1", "c").is_err());
@@ -535,7 +613,11 @@ mod tests {
     fn tls_needs_a_ca() {
         let err = tls_config(&TlsSettings::default()).unwrap_err();
         assert!(err.to_string().contains("caCert"), "{err}");
-        let err = tls_config(&TlsSettings { ca_cert: Some("/nonexistent/ca.pem".into()), ..Default::default() }).unwrap_err();
+        let err = tls_config(&TlsSettings {
+            ca_cert: Some("/nonexistent/ca.pem".into()),
+            ..Default::default()
+        })
+        .unwrap_err();
         assert!(err.to_string().contains("/nonexistent/ca.pem"), "{err}");
     }
 }

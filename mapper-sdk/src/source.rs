@@ -118,7 +118,9 @@ impl FileSource {
                         }
                     }
                 }
-                Err(e) => warn!(path = %self.path.display(), error = %e, "cannot read the profile; keeping the last one"),
+                Err(e) => {
+                    warn!(path = %self.path.display(), error = %e, "cannot read the profile; keeping the last one")
+                }
             }
         }
     }
@@ -152,7 +154,10 @@ mod tests {
     use super::*;
 
     async fn next(rx: &mut watch::Receiver<Option<ProfileText>>) -> String {
-        tokio::time::timeout(Duration::from_secs(10), rx.changed()).await.unwrap().unwrap();
+        tokio::time::timeout(Duration::from_secs(10), rx.changed())
+            .await
+            .unwrap()
+            .unwrap();
         rx.borrow_and_update().as_deref().unwrap_or("").to_owned()
     }
 
@@ -164,7 +169,8 @@ mod tests {
         std::fs::create_dir(root.join("..v1")).unwrap();
         std::fs::write(root.join("..v1/deviceProfile.json"), "one").unwrap();
         std::os::unix::fs::symlink("..v1", root.join("..data")).unwrap();
-        std::os::unix::fs::symlink("..data/deviceProfile.json", root.join("deviceProfile.json")).unwrap();
+        std::os::unix::fs::symlink("..data/deviceProfile.json", root.join("deviceProfile.json"))
+            .unwrap();
 
         let (tx, mut rx) = watch::channel(None);
         let cancel = CancellationToken::new();

@@ -17,7 +17,9 @@ use serde::Deserialize;
 use serde_json::Value as Json;
 use tokio::sync::Notify;
 
-use crate::driver::{ConfigError, Device, DeviceSpec, Driver, DriverError, PropertySpec, config_from_json};
+use crate::driver::{
+    ConfigError, Device, DeviceSpec, Driver, DriverError, PropertySpec, config_from_json,
+};
 use crate::model::{DeviceId, Value};
 use crate::profile::{PropertyDef, ProtocolDef};
 
@@ -34,6 +36,8 @@ pub struct MemoryDevice {
     pub connects: u32,
     /// Reads served.
     pub reads: u32,
+    /// Writes attempted, including refused ones.
+    pub write_attempts: u32,
     /// Writes applied, in order.
     pub writes: Vec<(String, Value)>,
 }
@@ -45,7 +49,10 @@ pub struct MemoryState(Arc<Mutex<HashMap<String, MemoryDevice>>>);
 impl MemoryState {
     /// Runs `f` on the device named `name` (created when missing).
     pub fn with<R>(&self, name: &str, f: impl FnOnce(&mut MemoryDevice) -> R) -> R {
-        let mut map = self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut map = self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         f(map.entry(name.to_owned()).or_default())
     }
 
@@ -71,7 +78,10 @@ pub struct MemoryDriver {
 
 impl MemoryDriver {
     pub fn new(state: MemoryState) -> Self {
-        Self { kind: "memory".into(), state }
+        Self {
+            kind: "memory".into(),
+            state,
+        }
     }
 }
 
@@ -111,19 +121,30 @@ impl Driver for MemoryDriver {
         config_from_json("protocolConfig", &protocol.config)
     }
 
-    fn parse_visitor(&self, property: &PropertyDef, _: &MemoryProtocol) -> Result<MemoryVisitor, ConfigError> {
+    fn parse_visitor(
+        &self,
+        property: &PropertyDef,
+        _: &MemoryProtocol,
+    ) -> Result<MemoryVisitor, ConfigError> {
         let mut v: MemoryVisitor = config_from_json("visitorConfig", &property.visitor)?;
         if v.key.is_empty() {
             v.key = property.name.to_string();
         }
         if v.key.contains(' ') {
-            return Err(ConfigError::new("visitorConfig.key", "keys may not contain spaces"));
+            return Err(ConfigError::new(
+                "visitorConfig.key",
+                "keys may not contain spaces",
+            ));
         }
         Ok(v)
     }
 
     async fn connect(&self, spec: &DeviceSpec<Self>) -> Result<MemoryHandle, DriverError> {
-        let name = spec.protocol.device.clone().unwrap_or_else(|| spec.def.name.clone());
+        let name = spec
+            .protocol
+            .device
+            .clone()
+            .unwrap_or_else(|| spec.def.name.clone());
         self.state.with(&name, |d| match &d.connect_error {
             Some(e) => Err(e.clone()),
             None => {
@@ -131,7 +152,10 @@ impl Driver for MemoryDriver {
                 Ok(())
             }
         })?;
-        Ok(MemoryHandle { name, state: self.state.clone() })
+        Ok(MemoryHandle {
+            name,
+            state: self.state.clone(),
+        })
     }
 }
 
@@ -151,8 +175,13 @@ impl Device for MemoryHandle {
         })
     }
 
-    async fn write(&mut self, p: &PropertySpec<MemoryVisitor>, value: &Value) -> Result<(), DriverError> {
+    async fn write(
+        &mut self,
+        p: &PropertySpec<MemoryVisitor>,
+        value: &Value,
+    ) -> Result<(), DriverError> {
         self.state.with(&self.name, |d| {
+            d.write_attempts += 1;
             if let Some(e) = &d.io_error {
                 return Err(e.clone());
             }
@@ -191,10 +220,14 @@ pub fn free_port() -> u16 {
 }
 
 fn mosquitto_binary() -> Option<PathBuf> {
-    ["/usr/sbin/mosquitto", "/usr/bin/mosquitto", "/usr/local/sbin/mosquitto"]
-        .iter()
-        .map(PathBuf::from)
-        .find(|p| p.exists())
+    [
+        "/usr/sbin/mosquitto",
+        "/usr/bin/mosquitto",
+        "/usr/local/sbin/mosquitto",
+    ]
+    .iter()
+    .map(PathBuf::from)
+    .find(|p| p.exists())
 }
 
 impl Mosquitto {
@@ -209,7 +242,11 @@ impl Mosquitto {
             eprintln!("mosquitto not installed; skipping");
             return None;
         };
-        let mut m = Self { port: free_port(), child: None, dir: tempfile::tempdir().unwrap() };
+        let mut m = Self {
+            port: free_port(),
+            child: None,
+            dir: tempfile::tempdir().unwrap(),
+        };
         m.spawn();
         Some(m)
     }
@@ -235,7 +272,11 @@ impl Mosquitto {
         let addr = SocketAddr::from(([127, 0, 0, 1], self.port));
         let deadline = Instant::now() + Duration::from_secs(10);
         while TcpStream::connect_timeout(&addr, Duration::from_millis(100)).is_err() {
-            assert!(Instant::now() < deadline, "mosquitto did not start on port {}", self.port);
+            assert!(
+                Instant::now() < deadline,
+                "mosquitto did not start on port {}",
+                self.port
+            );
             std::thread::sleep(Duration::from_millis(10));
         }
     }
@@ -304,28 +345,40 @@ impl TwinPeer {
             loop {
                 match ev.poll().await {
                     Ok(Event::Incoming(Packet::ConnAck(_))) => {
-                        for t in ["$hw/events/device/#", "$ke/events/device/#"] {
-                            let _ = p.client.subscribe(t, QoS::AtLeastOnce).await;
-                        }
+                        let filters = ["$hw/events/device/#", "$ke/events/device/#"]
+                            .map(|t| rumqttc::SubscribeFilter::new(t.to_owned(), QoS::AtLeastOnce));
+                        let _ = p.client.subscribe_many(filters).await;
                     }
                     Ok(Event::Incoming(Packet::SubAck(_))) => sub.notify_one(),
-                    Ok(Event::Incoming(Packet::Publish(m))) => p.on_publish(&m.topic, &m.payload).await,
+                    Ok(Event::Incoming(Packet::Publish(m))) => {
+                        p.on_publish(&m.topic, &m.payload).await
+                    }
                     Ok(_) => {}
                     Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
                 }
             }
         });
-        for _ in 0..2 {
-            tokio::time::timeout(Duration::from_secs(10), subscribed.notified()).await.unwrap();
-        }
+        tokio::time::timeout(Duration::from_secs(10), subscribed.notified())
+            .await
+            .unwrap();
         peer
     }
 
     async fn on_publish(&self, topic: &str, payload: &[u8]) {
         let json: Json = serde_json::from_slice(payload).unwrap_or(Json::Null);
-        if let Some(id) = topic.strip_prefix("$hw/events/device/").and_then(|r| r.strip_suffix("/twin/get")) {
-            let twins = self.expected.lock().unwrap().get(id).cloned();
-            if let Some(twins) = twins {
+        if let Some(id) = topic
+            .strip_prefix("$hw/events/device/")
+            .and_then(|r| r.strip_suffix("/twin/get"))
+        {
+            // edgecore always answers, with every twin it has (possibly none).
+            let twins = self
+                .expected
+                .lock()
+                .unwrap()
+                .get(id)
+                .cloned()
+                .unwrap_or_default();
+            {
                 let twin: serde_json::Map<String, Json> = twins
                     .iter()
                     .map(|(k, v)| {
@@ -335,53 +388,104 @@ impl TwinPeer {
                 let body = serde_json::json!({"event_id": json.get("event_id").cloned().unwrap_or(Json::Null), "timestamp": 1, "twin": twin});
                 let _ = self
                     .client
-                    .publish(format!("{topic}/result"), QoS::AtLeastOnce, false, body.to_string())
+                    .publish(
+                        format!("{topic}/result"),
+                        QoS::AtLeastOnce,
+                        false,
+                        body.to_string(),
+                    )
                     .await;
             }
         }
-        self.received.lock().unwrap().push(Received { topic: topic.to_owned(), payload: json });
+        self.received.lock().unwrap().push(Received {
+            topic: topic.to_owned(),
+            payload: json,
+        });
         self.notify.notify_waiters();
     }
 
-    /// Publishes a delta as edgecore would.
+    /// Publishes a delta as edgecore would, and remembers the values as expected (so a
+    /// later twin/get returns them, as edgecore's twin store does).
     pub async fn send_delta(&self, device: &str, values: &[(&str, &str)]) {
-        let delta: serde_json::Map<String, Json> =
-            values.iter().map(|(k, v)| ((*k).to_owned(), Json::String((*v).to_owned()))).collect();
+        {
+            let mut exp = self.expected.lock().unwrap();
+            let twins = exp.entry(device.to_owned()).or_default();
+            for (k, v) in values {
+                twins.insert((*k).to_owned(), (*v).to_owned());
+            }
+        }
+        let delta: serde_json::Map<String, Json> = values
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), Json::String((*v).to_owned())))
+            .collect();
         let twin: serde_json::Map<String, Json> = values
             .iter()
-            .map(|(k, v)| ((*k).to_owned(), serde_json::json!({"expected": {"value": v}, "metadata": {"type": "string"}})))
+            .map(|(k, v)| {
+                (
+                    (*k).to_owned(),
+                    serde_json::json!({"expected": {"value": v}, "metadata": {"type": "string"}}),
+                )
+            })
             .collect();
-        let body = serde_json::json!({"event_id": "e", "timestamp": 1, "twin": twin, "delta": delta});
-        self.publish_raw(&format!("$hw/events/device/{device}/twin/update/delta"), body.to_string().as_bytes()).await;
+        let body =
+            serde_json::json!({"event_id": "e", "timestamp": 1, "twin": twin, "delta": delta});
+        self.publish_raw(
+            &format!("$hw/events/device/{device}/twin/update/delta"),
+            body.to_string().as_bytes(),
+        )
+        .await;
     }
 
     /// Publishes raw bytes.
     pub async fn publish_raw(&self, topic: &str, payload: &[u8]) {
-        self.client.publish(topic, QoS::AtLeastOnce, false, payload.to_vec()).await.unwrap();
+        self.client
+            .publish(topic, QoS::AtLeastOnce, false, payload.to_vec())
+            .await
+            .unwrap();
     }
 
     /// Messages received on `topic` so far.
     pub fn on_topic(&self, topic: &str) -> Vec<Json> {
-        self.received.lock().unwrap().iter().filter(|m| m.topic == topic).map(|m| m.payload.clone()).collect()
+        self.received
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|m| m.topic == topic)
+            .map(|m| m.payload.clone())
+            .collect()
     }
 
     /// The last reported actual value of a property of a device.
     pub fn last_actual(&self, device: &str, property: &str) -> Option<String> {
         let topic = format!("$hw/events/device/{device}/twin/update");
         self.on_topic(&topic).iter().rev().find_map(|p| {
-            p.get("twin")?.get(property)?.get("actual")?.get("value")?.as_str().map(str::to_owned)
+            p.get("twin")?
+                .get(property)?
+                .get("actual")?
+                .get("value")?
+                .as_str()
+                .map(str::to_owned)
         })
     }
 
     /// The last reported state of a device.
     pub fn last_state(&self, device: &str) -> Option<String> {
         let topic = format!("$hw/events/device/{device}/state/update");
-        self.on_topic(&topic).last().and_then(|p| p.get("state")?.as_str().map(str::to_owned))
+        self.on_topic(&topic)
+            .last()
+            .and_then(|p| p.get("state")?.as_str().map(str::to_owned))
     }
 
     /// Waits until `cond` holds on the peer.
     pub async fn wait(&self, limit: Duration, mut cond: impl FnMut(&Self) -> bool) -> bool {
         wait_until(limit, || cond(self)).await
+    }
+
+    /// Waits until the mapper asked for the device's twin, which it does right after its
+    /// subscriptions are acknowledged: from then on deltas reach it.
+    pub async fn wait_subscribed(&self, device: &str, limit: Duration) -> bool {
+        let topic = format!("$hw/events/device/{device}/twin/get");
+        self.wait(limit, |p| !p.on_topic(&topic).is_empty()).await
     }
 
     /// Forgets everything received so far.

@@ -288,7 +288,8 @@ fn expected_value(twin: &Json) -> Option<String> {
 /// Parses a `twin/update/delta` payload into desired values (the `delta` map, with each
 /// twin's stored type).
 pub fn parse_delta(payload: &[u8]) -> Result<Vec<Desired>, PayloadError> {
-    let v: Json = serde_json::from_slice(payload).map_err(|e| PayloadError::NotJson(e.to_string()))?;
+    let v: Json =
+        serde_json::from_slice(payload).map_err(|e| PayloadError::NotJson(e.to_string()))?;
     let Some(obj) = v.as_object() else {
         return Err(PayloadError::NotJson("expected an object".into()));
     };
@@ -328,7 +329,8 @@ pub fn parse_delta(payload: &[u8]) -> Result<Vec<Desired>, PayloadError> {
 
 /// Parses a `twin/get/result` payload: every twin with a non-empty expected value.
 pub fn parse_get_result(payload: &[u8]) -> Result<Vec<Desired>, PayloadError> {
-    let v: Json = serde_json::from_slice(payload).map_err(|e| PayloadError::NotJson(e.to_string()))?;
+    let v: Json =
+        serde_json::from_slice(payload).map_err(|e| PayloadError::NotJson(e.to_string()))?;
     let Some(obj) = v.as_object() else {
         return Err(PayloadError::NotJson("expected an object".into()));
     };
@@ -386,10 +388,22 @@ mod tests {
 
     #[test]
     fn topics() {
-        assert_eq!(twin_update_topic(&id("dev1")), "$hw/events/device/dev1/twin/update");
-        assert_eq!(twin_delta_topic(&id("ns/dev1")), "$hw/events/device/ns/dev1/twin/update/delta");
-        assert_eq!(state_topic(&id("dev1")), "$hw/events/device/dev1/state/update");
-        assert_eq!(data_topic(&id("d"), None), "$ke/events/device/d/data/update");
+        assert_eq!(
+            twin_update_topic(&id("dev1")),
+            "$hw/events/device/dev1/twin/update"
+        );
+        assert_eq!(
+            twin_delta_topic(&id("ns/dev1")),
+            "$hw/events/device/ns/dev1/twin/update/delta"
+        );
+        assert_eq!(
+            state_topic(&id("dev1")),
+            "$hw/events/device/dev1/state/update"
+        );
+        assert_eq!(
+            data_topic(&id("d"), None),
+            "$ke/events/device/d/data/update"
+        );
         assert_eq!(
             data_topic(&id("d"), Some("$ke/events/+/device/customized/update")),
             "$ke/events/d/device/customized/update"
@@ -402,16 +416,30 @@ mod tests {
             parse_incoming_topic("$hw/events/device/dev/twin/get/result"),
             Some((id("dev"), IncomingKind::GetResult))
         );
-        assert_eq!(parse_incoming_topic("$hw/events/device//twin/get/result"), None);
-        assert_eq!(parse_incoming_topic("$hw/events/device/dev/twin/update"), None);
+        assert_eq!(
+            parse_incoming_topic("$hw/events/device//twin/get/result"),
+            None
+        );
+        assert_eq!(
+            parse_incoming_topic("$hw/events/device/dev/twin/update"),
+            None
+        );
     }
 
     #[test]
     fn golden_twin_update() {
         let body = twin_update_payload(
             &[
-                Reported { property: "temperature".into(), value: "25".into(), data_type: DataType::Int },
-                Reported { property: "enable".into(), value: "true".into(), data_type: DataType::Boolean },
+                Reported {
+                    property: "temperature".into(),
+                    value: "25".into(),
+                    data_type: DataType::Int,
+                },
+                Reported {
+                    property: "enable".into(),
+                    value: "true".into(),
+                    data_type: DataType::Boolean,
+                },
             ],
             1_700_000_000_123,
         );
@@ -429,7 +457,11 @@ mod tests {
         );
         assert_eq!(
             String::from_utf8(data_update_payload(
-                &[Reported { property: "temperature".into(), value: "25".into(), data_type: DataType::Int }],
+                &[Reported {
+                    property: "temperature".into(),
+                    value: "25".into(),
+                    data_type: DataType::Int
+                }],
                 1_700_000_000_123
             ))
             .unwrap(),
@@ -450,11 +482,24 @@ mod tests {
  "delta":{"temperature-enable":"ON"}}"#;
         assert_eq!(
             parse_delta(payload).unwrap(),
-            vec![Desired { property: "temperature-enable".into(), value: "ON".into(), stored_type: Some("string".into()) }]
+            vec![Desired {
+                property: "temperature-enable".into(),
+                value: "ON".into(),
+                stored_type: Some("string".into())
+            }]
         );
-        assert!(matches!(parse_delta(b"not json"), Err(PayloadError::NotJson(_))));
-        assert!(matches!(parse_delta(br#"{"delta":{"a":{"x":1}}}"#), Err(PayloadError::Field { .. })));
-        assert!(matches!(parse_delta(br#"[1]"#), Err(PayloadError::NotJson(_))));
+        assert!(matches!(
+            parse_delta(b"not json"),
+            Err(PayloadError::NotJson(_))
+        ));
+        assert!(matches!(
+            parse_delta(br#"{"delta":{"a":{"x":1}}}"#),
+            Err(PayloadError::Field { .. })
+        ));
+        assert!(matches!(
+            parse_delta(br#"[1]"#),
+            Err(PayloadError::NotJson(_))
+        ));
     }
 
     #[test]
@@ -466,10 +511,20 @@ mod tests {
          "humidity":{"actual":{"value":"40"},"optional":true,"metadata":{"type":"int"}}}}"#;
         assert_eq!(
             parse_get_result(payload).unwrap(),
-            vec![Desired { property: "temperature-enable".into(), value: "ON".into(), stored_type: Some("string".into()) }]
+            vec![Desired {
+                property: "temperature-enable".into(),
+                value: "ON".into(),
+                stored_type: Some("string".into())
+            }]
         );
         let err = parse_get_result(br#"{"event_id":"get-1","timestamp":1,"code":404,"reason":"Device X not found while getting twin"}"#)
             .unwrap_err();
-        assert_eq!(err, PayloadError::Edge { code: 404, reason: "Device X not found while getting twin".into() });
+        assert_eq!(
+            err,
+            PayloadError::Edge {
+                code: 404,
+                reason: "Device X not found while getting twin".into()
+            }
+        );
     }
 }

@@ -192,7 +192,11 @@ mod tests {
         let got: Outer = from_value(v).unwrap();
         assert_eq!(got.property_visitors[0].collect_cycle, Some(5));
         assert_eq!(got.property_visitors[0].slave_id, Some(3));
-        assert_eq!(got.property_visitors[1].collect_cycle, Some(2), "last key wins");
+        assert_eq!(
+            got.property_visitors[1].collect_cycle,
+            Some(2),
+            "last key wins"
+        );
         assert_eq!(got.free.get("ON"), Some(&1));
         assert_eq!(got.free.get("off"), Some(&0));
         assert_eq!(got.maybe, None);

@@ -4,7 +4,10 @@ use serde::Deserialize;
 use serde_json::{Map, Value as Json};
 
 use super::raw::{RawData, RawTwin, RawTwinValue};
-use super::{CycleUnit, Draft, DraftModel, DraftModelProperty, DraftVisitor, Drafts, Format, Issue, ProtocolDef, ci};
+use super::{
+    CycleUnit, Draft, DraftModel, DraftModelProperty, DraftVisitor, Drafts, Format, Issue,
+    ProtocolDef, ci,
+};
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(rename_all = "camelCase", default)]
@@ -147,7 +150,11 @@ pub(super) fn add_resource(kind: &str, format: Format, doc: Json, drafts: &mut D
 
 fn record_malformed(kind: &str, name: &str, err: &str, drafts: &mut Drafts) {
     if kind == "Device" {
-        let mut d = Draft { id: name.to_owned(), name: name.to_owned(), ..Draft::default() };
+        let mut d = Draft {
+            id: name.to_owned(),
+            name: name.to_owned(),
+            ..Draft::default()
+        };
         d.protocol = Some(Err(Issue::device(
             if name.is_empty() { "?" } else { name },
             "spec",
@@ -186,7 +193,11 @@ fn alpha_device(res: Resource, drafts: &mut Drafts) -> Result<(), String> {
         .iter()
         .find(|(k, _)| !k.eq_ignore_ascii_case("common"));
     d.protocol = Some(match chosen {
-        Some((k, v)) => Ok(ProtocolDef { kind: alpha_kind(k), config: v.clone(), common }),
+        Some((k, v)) => Ok(ProtocolDef {
+            kind: alpha_kind(k),
+            config: v.clone(),
+            common,
+        }),
         None => Err(Issue::device(
             &name,
             "spec.protocol",
@@ -194,14 +205,27 @@ fn alpha_device(res: Resource, drafts: &mut Drafts) -> Result<(), String> {
         )),
     });
     for t in status.twins {
-        let split = t.desired.as_ref().map(RawTwinValue::split).unwrap_or_default();
+        let split = t
+            .desired
+            .as_ref()
+            .map(RawTwinValue::split)
+            .unwrap_or_default();
         d.twins.insert(t.property_name, split);
     }
     if let Some(data) = spec.data {
-        d.data_properties = data.data_properties.into_iter().map(|p| p.property_name).collect();
+        d.data_properties = data
+            .data_properties
+            .into_iter()
+            .map(|p| p.property_name)
+            .collect();
         d.data_topic = data.data_topic.filter(|t| !t.is_empty());
     }
-    const NON_PROTOCOL: [&str; 4] = ["propertyname", "collectcycle", "reportcycle", "customizedvalues"];
+    const NON_PROTOCOL: [&str; 4] = [
+        "propertyname",
+        "collectcycle",
+        "reportcycle",
+        "customizedvalues",
+    ];
     for v in spec.property_visitors {
         let field = |k: &str| {
             v.iter()
@@ -214,7 +238,9 @@ fn alpha_device(res: Resource, drafts: &mut Drafts) -> Result<(), String> {
             .map(|(_, v)| v.clone())
             .unwrap_or(Json::Null);
         d.visitors.push(DraftVisitor {
-            property: field("propertyName").and_then(|p| p.as_str().map(str::to_owned)).unwrap_or_default(),
+            property: field("propertyName")
+                .and_then(|p| p.as_str().map(str::to_owned))
+                .unwrap_or_default(),
             collect: field("collectCycle"),
             report: field("reportCycle"),
             config,
@@ -230,7 +256,10 @@ fn alpha_model(res: Resource, drafts: &mut Drafts) -> Result<(), String> {
     let mut props = Vec::new();
     for p in spec.properties {
         let (data_type, detail) = match p.ty.into_iter().next() {
-            Some((t, detail)) => (Some(t), ci::from_value::<AlphaTypeDetail>(detail).unwrap_or_default()),
+            Some((t, detail)) => (
+                Some(t),
+                ci::from_value::<AlphaTypeDetail>(detail).unwrap_or_default(),
+            ),
             None => (None, AlphaTypeDetail::default()),
         };
         props.push(DraftModelProperty {
@@ -243,10 +272,14 @@ fn alpha_model(res: Resource, drafts: &mut Drafts) -> Result<(), String> {
             visitor: None,
         });
     }
-    drafts.models.entry(res.metadata.name).or_default().push(DraftModel {
-        namespace: res.metadata.namespace,
-        properties: props,
-    });
+    drafts
+        .models
+        .entry(res.metadata.name)
+        .or_default()
+        .push(DraftModel {
+            namespace: res.metadata.namespace,
+            properties: props,
+        });
     Ok(())
 }
 
@@ -262,7 +295,11 @@ fn beta_device(res: Resource, drafts: &mut Drafts) -> Result<(), String> {
         ..Draft::default()
     };
     d.protocol = Some(if spec.protocol.protocol_name.is_empty() {
-        Err(Issue::device(&name, "spec.protocol.protocolName", "no protocol name is set"))
+        Err(Issue::device(
+            &name,
+            "spec.protocol.protocolName",
+            "no protocol name is set",
+        ))
     } else {
         Ok(ProtocolDef {
             kind: spec.protocol.protocol_name,
@@ -271,7 +308,11 @@ fn beta_device(res: Resource, drafts: &mut Drafts) -> Result<(), String> {
         })
     });
     for p in spec.properties {
-        let (desired, ty) = p.desired.as_ref().map(RawTwinValue::split).unwrap_or_default();
+        let (desired, ty) = p
+            .desired
+            .as_ref()
+            .map(RawTwinValue::split)
+            .unwrap_or_default();
         d.twins.insert(p.name.clone(), (desired.clone(), ty));
         d.visitors.push(DraftVisitor {
             property: p.name,
@@ -300,9 +341,13 @@ fn beta_model(res: Resource, drafts: &mut Drafts) -> Result<(), String> {
             visitor: p.visitors.and_then(|v| v.config_data),
         })
         .collect();
-    drafts.models.entry(res.metadata.name).or_default().push(DraftModel {
-        namespace: res.metadata.namespace,
-        properties: props,
-    });
+    drafts
+        .models
+        .entry(res.metadata.name)
+        .or_default()
+        .push(DraftModel {
+            namespace: res.metadata.namespace,
+            properties: props,
+        });
     Ok(())
 }

@@ -264,8 +264,7 @@ fn parse_documents(text: &str) -> Result<Vec<Json>, String> {
         return Err("the profile is empty".into());
     }
     if trimmed.starts_with('{') || trimmed.starts_with('[') {
-        let v: Json =
-            serde_json::from_str(trimmed).map_err(|e| format!("invalid JSON: {e}"))?;
+        let v: Json = serde_json::from_str(trimmed).map_err(|e| format!("invalid JSON: {e}"))?;
         return Ok(match v {
             Json::Array(items) => items,
             other => vec![other],
@@ -287,14 +286,21 @@ fn classify(doc: Json, drafts: &mut Drafts, out: &mut Resolved) -> Result<(), St
             .map(|(_, v)| v)
     };
     let kind = get("kind").and_then(Json::as_str).map(str::to_owned);
-    let api = get("apiVersion").and_then(Json::as_str).unwrap_or("").to_owned();
-    let is_profile =
-        get("deviceInstances").is_some() || get("deviceModels").is_some() || get("protocols").is_some();
+    let api = get("apiVersion")
+        .and_then(Json::as_str)
+        .unwrap_or("")
+        .to_owned();
+    let is_profile = get("deviceInstances").is_some()
+        || get("deviceModels").is_some()
+        || get("protocols").is_some();
     if let Some(kind) = kind.as_deref() {
         let api = api.as_str();
         return match kind {
             "List" | "DeviceList" | "DeviceModelList" | "ConfigMapList" => {
-                let items = get("items").and_then(Json::as_array).cloned().unwrap_or_default();
+                let items = get("items")
+                    .and_then(Json::as_array)
+                    .cloned()
+                    .unwrap_or_default();
                 for item in items {
                     classify(item, drafts, out)?;
                 }
@@ -416,7 +422,11 @@ struct Drafts {
 fn finish(drafts: Drafts, opts: &ResolveOptions, out: &mut Resolved) {
     let mut seen = BTreeSet::new();
     for draft in drafts.devices {
-        let label = if draft.id.is_empty() { draft.name.clone() } else { draft.id.clone() };
+        let label = if draft.id.is_empty() {
+            draft.name.clone()
+        } else {
+            draft.id.clone()
+        };
         for issue in &draft.issues {
             out.errors.push(ProfileError::Invalid(issue.clone()));
         }
@@ -453,9 +463,20 @@ fn finish_device(
     opts: &ResolveOptions,
     out: &mut Resolved,
 ) -> Result<DeviceDef, Issue> {
-    let name = if draft.name.is_empty() { draft.id.clone() } else { draft.name.clone() };
-    let profile_id = if draft.id.is_empty() { name.clone() } else { draft.id.clone() };
-    let namespace = draft.namespace.clone().unwrap_or_else(|| opts.namespace.clone());
+    let name = if draft.name.is_empty() {
+        draft.id.clone()
+    } else {
+        draft.name.clone()
+    };
+    let profile_id = if draft.id.is_empty() {
+        name.clone()
+    } else {
+        draft.id.clone()
+    };
+    let namespace = draft
+        .namespace
+        .clone()
+        .unwrap_or_else(|| opts.namespace.clone());
     let id = match opts.topic_scheme {
         TopicScheme::Id => profile_id.clone(),
         TopicScheme::NamespaceName => format!("{namespace}/{name}"),
@@ -464,16 +485,30 @@ fn finish_device(
     let protocol = match draft.protocol {
         Some(Ok(p)) => p,
         Some(Err(issue)) => return Err(issue),
-        None => return Err(Issue::device(label, "protocol", "the device names no protocol")),
+        None => {
+            return Err(Issue::device(
+                label,
+                "protocol",
+                "the device names no protocol",
+            ));
+        }
     };
     if draft.model.is_empty() {
-        return Err(Issue::device(label, "model", "the device names no device model"));
+        return Err(Issue::device(
+            label,
+            "model",
+            "the device names no device model",
+        ));
     }
     if let Some(problems) = model_issues.get(&draft.model) {
         return Err(Issue::device(
             label,
             "model",
-            format!("device model {:?} is invalid: {}", draft.model, problems.join("; ")),
+            format!(
+                "device model {:?} is invalid: {}",
+                draft.model,
+                problems.join("; ")
+            ),
         ));
     }
     let model = models.get(&draft.model).and_then(|defs| {
@@ -485,7 +520,10 @@ fn finish_device(
         return Err(Issue::device(
             label,
             "model",
-            format!("device model {:?} is not in the profile; add it to deviceModels", draft.model),
+            format!(
+                "device model {:?} is not in the profile; add it to deviceModels",
+                draft.model
+            ),
         ));
     };
     let unit = draft.unit.unwrap_or(CycleUnit::Nanos);
@@ -523,7 +561,12 @@ fn finish_device(
             continue;
         };
         let twin = draft.twins.get(&prop);
-        let ctx = PropCtx { device: label, property: &prop, unit, opts };
+        let ctx = PropCtx {
+            device: label,
+            property: &prop,
+            unit,
+            opts,
+        };
         match finish_property(&ctx, v, mp, twin, &draft.data_properties, out) {
             Ok(p) => properties.push(p),
             Err(issue) => out.errors.push(ProfileError::Invalid(issue)),
@@ -541,7 +584,12 @@ fn finish_device(
         if let Some(ty) = ty
             && let Err(e) = check_wire_value("", Some(ty)).and(check_type_name(ty))
         {
-            out.warnings.push(Issue::property(label, twin, "desired.metadata.type", e.to_string()));
+            out.warnings.push(Issue::property(
+                label,
+                twin,
+                "desired.metadata.type",
+                e.to_string(),
+            ));
         }
     }
     Ok(DeviceDef {
@@ -587,7 +635,9 @@ fn finish_property(
         Some(t) => DataType::parse(t).ok_or_else(|| {
             ctx.issue(
                 "dataType",
-                format!("unknown data type {t:?}; use int, float, double, boolean, string or bytes"),
+                format!(
+                    "unknown data type {t:?}; use int, float, double, boolean, string or bytes"
+                ),
             )
         })?,
         None => return Err(ctx.issue("dataType", "the model property has no data type")),
@@ -595,7 +645,10 @@ fn finish_property(
     let access = match mp.access.as_deref() {
         None | Some("") => AccessMode::ReadWrite,
         Some(a) => AccessMode::parse(a).ok_or_else(|| {
-            ctx.issue("accessMode", format!("unknown access mode {a:?}; use ReadWrite or ReadOnly"))
+            ctx.issue(
+                "accessMode",
+                format!("unknown access mode {a:?}; use ReadWrite or ReadOnly"),
+            )
         })?,
     };
     let mut minimum = number(ctx, "minimum", mp.minimum.as_ref())?;
@@ -691,7 +744,12 @@ enum Cycle {
     Every(Duration),
 }
 
-fn cycle(ctx: &PropCtx<'_>, field: &str, v: Option<&Json>, out: &mut Resolved) -> Result<Cycle, Issue> {
+fn cycle(
+    ctx: &PropCtx<'_>,
+    field: &str,
+    v: Option<&Json>,
+    out: &mut Resolved,
+) -> Result<Cycle, Issue> {
     let unit_name = match ctx.unit {
         CycleUnit::Nanos => "nanoseconds",
         CycleUnit::Millis => "milliseconds",
@@ -704,18 +762,21 @@ fn cycle(ctx: &PropCtx<'_>, field: &str, v: Option<&Json>, out: &mut Resolved) -
                 #[allow(clippy::cast_possible_truncation)]
                 Some(f) if f.fract() == 0.0 && f.abs() < 9.2e18 => f as i64,
                 _ => {
-                    return Err(ctx.issue(
-                        field,
-                        format!("{n} is not a whole number of {unit_name}"),
-                    ));
+                    return Err(
+                        ctx.issue(field, format!("{n} is not a whole number of {unit_name}"))
+                    );
                 }
             },
         },
-        Some(Json::String(s)) => s.trim().parse().map_err(|_| {
-            ctx.issue(field, format!("{s:?} is not a whole number of {unit_name}"))
-        })?,
+        Some(Json::String(s)) => s
+            .trim()
+            .parse()
+            .map_err(|_| ctx.issue(field, format!("{s:?} is not a whole number of {unit_name}")))?,
         Some(other) => {
-            return Err(ctx.issue(field, format!("expected a whole number of {unit_name}, got {other}")));
+            return Err(ctx.issue(
+                field,
+                format!("expected a whole number of {unit_name}, got {other}"),
+            ));
         }
     };
     if n == 0 {

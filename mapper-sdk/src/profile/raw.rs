@@ -8,7 +8,10 @@ use std::collections::BTreeMap;
 use serde::Deserialize;
 use serde_json::{Map, Value as Json};
 
-use super::{CycleUnit, Draft, DraftModel, DraftModelProperty, DraftVisitor, Drafts, Format, Issue, ProtocolDef, ci, short};
+use super::{
+    CycleUnit, Draft, DraftModel, DraftModelProperty, DraftVisitor, Drafts, Format, Issue,
+    ProtocolDef, ci, short,
+};
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(rename_all = "camelCase", default)]
@@ -123,7 +126,11 @@ pub(super) fn add_profile(doc: Json, drafts: &mut Drafts) -> Format {
             p.as_object()
                 .is_some_and(|o| o.contains_key("protocol_config"))
         });
-    let format = if legacy { Format::V1Alpha1Profile } else { Format::V1Alpha2Profile };
+    let format = if legacy {
+        Format::V1Alpha1Profile
+    } else {
+        Format::V1Alpha2Profile
+    };
 
     let mut protocols: BTreeMap<String, Result<ProtocolDef, String>> = BTreeMap::new();
     for (i, p) in profile.protocols.into_iter().enumerate() {
@@ -136,19 +143,29 @@ pub(super) fn add_profile(doc: Json, drafts: &mut Drafts) -> Format {
                         config: p.protocol_config.unwrap_or(Json::Null),
                         common: p.protocol_common_config.unwrap_or(Json::Null),
                     }),
-                    None => Err(format!("protocol entry {:?} has no \"protocol\" kind", p.name)),
+                    None => Err(format!(
+                        "protocol entry {:?} has no \"protocol\" kind",
+                        p.name
+                    )),
                 };
                 protocols.insert(p.name, def);
             }
             Err(e) => {
                 let name = name_hint.unwrap_or_else(|| format!("#{i}"));
-                protocols.insert(name.clone(), Err(format!("protocol entry {name:?} is malformed: {e}")));
+                protocols.insert(
+                    name.clone(),
+                    Err(format!("protocol entry {name:?} is malformed: {e}")),
+                );
             }
         }
     }
 
     for m in profile.device_models {
-        let name_hint = m.get("name").and_then(Json::as_str).unwrap_or("").to_owned();
+        let name_hint = m
+            .get("name")
+            .and_then(Json::as_str)
+            .unwrap_or("")
+            .to_owned();
         match ci::from_value::<RawModel>(m) {
             Ok(model) => {
                 let mut props = Vec::new();
@@ -170,10 +187,14 @@ pub(super) fn add_profile(doc: Json, drafts: &mut Drafts) -> Format {
                             .push(format!("property {} is malformed: {e}", short(&p))),
                     }
                 }
-                drafts.models.entry(model.name).or_default().push(DraftModel {
-                    namespace: None,
-                    properties: props,
-                });
+                drafts
+                    .models
+                    .entry(model.name)
+                    .or_default()
+                    .push(DraftModel {
+                        namespace: None,
+                        properties: props,
+                    });
             }
             Err(e) => drafts
                 .model_issues
@@ -204,7 +225,11 @@ pub(super) fn add_profile(doc: Json, drafts: &mut Drafts) -> Format {
         let inst: RawInstance = match ci::from_value(inst) {
             Ok(i) => i,
             Err(e) => {
-                let mut d = Draft { id: id_hint.clone(), name: id_hint.clone(), ..Draft::default() };
+                let mut d = Draft {
+                    id: id_hint.clone(),
+                    name: id_hint.clone(),
+                    ..Draft::default()
+                };
                 d.protocol = Some(Err(Issue::device(
                     if id_hint.is_empty() { "?" } else { &id_hint },
                     "deviceInstances",
@@ -221,9 +246,17 @@ pub(super) fn add_profile(doc: Json, drafts: &mut Drafts) -> Format {
             unit: Some(CycleUnit::Nanos),
             ..Draft::default()
         };
-        let label = if d.id.is_empty() { d.name.clone() } else { d.id.clone() };
+        let label = if d.id.is_empty() {
+            d.name.clone()
+        } else {
+            d.id.clone()
+        };
         d.protocol = Some(match inst.protocol.as_deref() {
-            None | Some("") => Err(Issue::device(&label, "protocol", "the device names no protocol entry")),
+            None | Some("") => Err(Issue::device(
+                &label,
+                "protocol",
+                "the device names no protocol entry",
+            )),
             Some(p) => match protocols.get(p) {
                 Some(Ok(def)) => Ok(def.clone()),
                 Some(Err(e)) => Err(Issue::device(&label, "protocol", e.clone())),
@@ -235,11 +268,19 @@ pub(super) fn add_profile(doc: Json, drafts: &mut Drafts) -> Format {
             },
         });
         for t in inst.twins.unwrap_or_default() {
-            let split = t.desired.as_ref().map(RawTwinValue::split).unwrap_or_default();
+            let split = t
+                .desired
+                .as_ref()
+                .map(RawTwinValue::split)
+                .unwrap_or_default();
             d.twins.insert(t.property_name, split);
         }
         if let Some(data) = inst.data {
-            d.data_properties = data.data_properties.into_iter().map(|p| p.property_name).collect();
+            d.data_properties = data
+                .data_properties
+                .into_iter()
+                .map(|p| p.property_name)
+                .collect();
             d.data_topic = data.data_topic.filter(|t| !t.is_empty());
         }
         let visitors = match inst.property_visitors {

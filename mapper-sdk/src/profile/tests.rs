@@ -22,35 +22,152 @@ fn errors(r: &Resolved) -> Vec<String> {
 /// substrings of the expected errors in order).
 #[test]
 fn every_kubeedge_sample_resolves_or_fails_as_documented() {
-    type Case = (&'static str, Option<Format>, &'static [&'static str], &'static [&'static str]);
+    type Case = (
+        &'static str,
+        Option<Format>,
+        &'static [&'static str],
+        &'static [&'static str],
+    );
     let cases: &[Case] = &[
         // Instances alone lack their model: a precise per-device error.
-        ("CC2650-device-instance.yaml", Some(Format::V1Alpha2Resources), &[], &["device \"sensor-tag-instance-01\", field \"model\": device model \"cc2650-sensortag\" is not in the profile"]),
-        ("CC2650-device-model.yaml", Some(Format::V1Alpha2Resources), &[], &[]),
-        ("README.md", None, &[], &["the profile cannot be read: invalid YAML"]),
+        (
+            "CC2650-device-instance.yaml",
+            Some(Format::V1Alpha2Resources),
+            &[],
+            &[
+                "device \"sensor-tag-instance-01\", field \"model\": device model \"cc2650-sensortag\" is not in the profile",
+            ],
+        ),
+        (
+            "CC2650-device-model.yaml",
+            Some(Format::V1Alpha2Resources),
+            &[],
+            &[],
+        ),
+        (
+            "README.md",
+            None,
+            &[],
+            &["the profile cannot be read: invalid YAML"],
+        ),
         // The instance-level dataProperties/dataTopic are wrong and ignored, as Go does.
-        ("ble-configmap_test.json", Some(Format::V1Alpha2Profile), &["xiaomi-device"], &[]),
-        ("bluetooth_mapper-config.yaml", None, &[], &["not a device profile"]),
-        ("create-device-instance.yaml", Some(Format::V1Alpha2Resources), &[], &["device model \"sensor-tag-model\" is not in the profile"]),
-        ("create-device-model.yaml", Some(Format::V1Alpha2Resources), &[], &[]),
-        ("devices_v1alpha2_device.yaml", None, &[], &["definition of the devices.devices.kubeedge.io CRD"]),
-        ("devices_v1alpha2_devicemodel.yaml", None, &[], &["definition of the devicemodels.devices.kubeedge.io CRD"]),
-        ("devices_v1beta1_device.yaml", None, &[], &["definition of the devices.devices.kubeedge.io CRD"]),
-        ("devices_v1beta1_devicemodel.yaml", None, &[], &["definition of the devicemodels.devices.kubeedge.io CRD"]),
-        ("devices_v1beta1_devicestatus.yaml", None, &[], &["definition of the devicestatuses.devices.kubeedge.io CRD"]),
-        ("mapper-sdk-go-config.yaml", None, &[], &["not a device profile"]),
+        (
+            "ble-configmap_test.json",
+            Some(Format::V1Alpha2Profile),
+            &["xiaomi-device"],
+            &[],
+        ),
+        (
+            "bluetooth_mapper-config.yaml",
+            None,
+            &[],
+            &["not a device profile"],
+        ),
+        (
+            "create-device-instance.yaml",
+            Some(Format::V1Alpha2Resources),
+            &[],
+            &["device model \"sensor-tag-model\" is not in the profile"],
+        ),
+        (
+            "create-device-model.yaml",
+            Some(Format::V1Alpha2Resources),
+            &[],
+            &[],
+        ),
+        (
+            "devices_v1alpha2_device.yaml",
+            None,
+            &[],
+            &["definition of the devices.devices.kubeedge.io CRD"],
+        ),
+        (
+            "devices_v1alpha2_devicemodel.yaml",
+            None,
+            &[],
+            &["definition of the devicemodels.devices.kubeedge.io CRD"],
+        ),
+        (
+            "devices_v1beta1_device.yaml",
+            None,
+            &[],
+            &["definition of the devices.devices.kubeedge.io CRD"],
+        ),
+        (
+            "devices_v1beta1_devicemodel.yaml",
+            None,
+            &[],
+            &["definition of the devicemodels.devices.kubeedge.io CRD"],
+        ),
+        (
+            "devices_v1beta1_devicestatus.yaml",
+            None,
+            &[],
+            &["definition of the devicestatuses.devices.kubeedge.io CRD"],
+        ),
+        (
+            "mapper-sdk-go-config.yaml",
+            None,
+            &[],
+            &["not a device profile"],
+        ),
         // "CollectCycle" capitalised, as Go accepts it.
-        ("mapper-sdk-go-configmap_test.json", Some(Format::V1Alpha2Profile), &["integer-generator-01", "integer-generator-02"], &[]),
+        (
+            "mapper-sdk-go-configmap_test.json",
+            Some(Format::V1Alpha2Profile),
+            &["integer-generator-01", "integer-generator-02"],
+            &[],
+        ),
         ("modbus-config.yaml", None, &[], &["not a device profile"]),
-        ("modbus-configmap_test.json", Some(Format::V1Alpha2Profile), &["sensor-tag-instance-01"], &[]),
-        ("modbus-deployment.yaml", None, &[], &["a Deployment (apps/v1) is not a device profile"]),
-        ("modbus-device-model.yaml", Some(Format::V1Alpha2Resources), &[], &[]),
+        (
+            "modbus-configmap_test.json",
+            Some(Format::V1Alpha2Profile),
+            &["sensor-tag-instance-01"],
+            &[],
+        ),
+        (
+            "modbus-deployment.yaml",
+            None,
+            &[],
+            &["a Deployment (apps/v1) is not a device profile"],
+        ),
+        (
+            "modbus-device-model.yaml",
+            Some(Format::V1Alpha2Resources),
+            &[],
+            &[],
+        ),
         // The JS mapper's own sample: protocol_config, top-level visitors, accessMode "rw".
-        ("modbus_mapper-deviceProfile.json", Some(Format::V1Alpha1Profile), &["f81e1dce-8152-4f76-b673-d6728b46e395"], &[]),
-        ("modbusrtu-device-instance.yaml", Some(Format::V1Alpha2Resources), &[], &["device model \"modbus-sample-model\" is not in the profile"]),
-        ("modbustcp-device-instance.yaml", Some(Format::V1Alpha2Resources), &[], &["device model \"modbus-sample-model\" is not in the profile"]),
-        ("rtureadholding.json", Some(Format::V1Alpha2Profile), &["modbusrtu-device"], &[]),
-        ("writeint32.json", Some(Format::V1Alpha2Profile), &["modbustcp-device"], &[]),
+        (
+            "modbus_mapper-deviceProfile.json",
+            Some(Format::V1Alpha1Profile),
+            &["f81e1dce-8152-4f76-b673-d6728b46e395"],
+            &[],
+        ),
+        (
+            "modbusrtu-device-instance.yaml",
+            Some(Format::V1Alpha2Resources),
+            &[],
+            &["device model \"modbus-sample-model\" is not in the profile"],
+        ),
+        (
+            "modbustcp-device-instance.yaml",
+            Some(Format::V1Alpha2Resources),
+            &[],
+            &["device model \"modbus-sample-model\" is not in the profile"],
+        ),
+        (
+            "rtureadholding.json",
+            Some(Format::V1Alpha2Profile),
+            &["modbusrtu-device"],
+            &[],
+        ),
+        (
+            "writeint32.json",
+            Some(Format::V1Alpha2Profile),
+            &["modbustcp-device"],
+            &[],
+        ),
     ];
     let mut files: Vec<String> = std::fs::read_dir(samples_dir())
         .unwrap()
@@ -68,13 +185,19 @@ fn every_kubeedge_sample_resolves_or_fails_as_documented() {
         let e = errors(&r);
         assert_eq!(e.len(), errs.len(), "{file}: {e:#?}");
         for (got, want) in e.iter().zip(errs.iter()) {
-            assert!(got.contains(want), "{file}: {got:?} should contain {want:?}");
+            assert!(
+                got.contains(want),
+                "{file}: {got:?} should contain {want:?}"
+            );
         }
     }
 }
 
 fn pair(instance: &str, model: &str) -> Resolved {
-    resolve(&format!("{}\n---\n{}", sample(model), sample(instance)), &opts())
+    resolve(
+        &format!("{}\n---\n{}", sample(model), sample(instance)),
+        &opts(),
+    )
 }
 
 #[test]
@@ -92,7 +215,12 @@ fn v1alpha2_resources_with_their_models() {
     // collectCycle 5000 is 5 µs in nanoseconds: clamped, with a warning that explains it.
     assert_eq!(t.collect_cycle, Some(MIN_CYCLE));
     let w: Vec<String> = r.warnings.iter().map(ToString::to_string).collect();
-    assert!(w.iter().any(|w| w.contains("field \"collectCycle\"") && w.contains("for 5000 ms write 5000000000")), "{w:#?}");
+    assert!(
+        w.iter()
+            .any(|w| w.contains("field \"collectCycle\"")
+                && w.contains("for 5000 ms write 5000000000")),
+        "{w:#?}"
+    );
     // Twins typed "integer" are fine for edgecore (unlike mappers-go, quirk M5).
     assert_eq!(d.properties[1].stored_type.as_deref(), Some("integer"));
     assert!(!w.iter().any(|w| w.contains("desired.metadata.type")));
@@ -103,7 +231,11 @@ fn v1alpha2_resources_with_their_models() {
     assert_eq!(d.protocol.kind, "bluetooth");
     assert_eq!(d.protocol.config["macAddress"], "BC:6A:29:AE:CC:96");
     // The mis-indented dataConverter children land beside it: kept for the driver to judge.
-    let temp = d.properties.iter().find(|p| p.name.as_str() == "temperature").unwrap();
+    let temp = d
+        .properties
+        .iter()
+        .find(|p| p.name.as_str() == "temperature")
+        .unwrap();
     assert_eq!(temp.visitor["startIndex"], 1);
     assert!(temp.visitor["dataConverter"].is_null());
 
@@ -111,7 +243,10 @@ fn v1alpha2_resources_with_their_models() {
     assert!(r.errors.is_empty(), "{:?}", r.errors);
     let r = pair("modbusrtu-device-instance.yaml", "modbus-device-model.yaml");
     assert!(r.errors.is_empty(), "{:?}", r.errors);
-    assert_eq!(r.devices[0].protocol.common["com"]["serialPort"], "/dev/ttyS0");
+    assert_eq!(
+        r.devices[0].protocol.common["com"]["serialPort"],
+        "/dev/ttyS0"
+    );
 }
 
 #[test]
@@ -130,15 +265,25 @@ fn legacy_v1alpha1_layout() {
 #[test]
 fn go_tolerance_of_the_v1alpha2_profile() {
     let r = resolve(&sample("mapper-sdk-go-configmap_test.json"), &opts());
-    assert_eq!(r.devices[0].properties[0].collect_cycle, Some(Duration::from_secs(2)));
+    assert_eq!(
+        r.devices[0].properties[0].collect_cycle,
+        Some(Duration::from_secs(2))
+    );
     let r = resolve(&sample("rtureadholding.json"), &opts());
     let p = &r.devices[0].properties[0];
     assert_eq!(p.data_type, DataType::Double);
     assert_eq!(p.collect_cycle, Some(Duration::from_secs(10)));
     // "double" twins are rejected by edgecore for every update: said at startup.
-    assert!(r.warnings[0].to_string().contains("\"double\" is refused by edgecore"));
+    assert!(
+        r.warnings[0]
+            .to_string()
+            .contains("\"double\" is refused by edgecore")
+    );
     let r = resolve(&sample("ble-configmap_test.json"), &opts());
-    assert_eq!(r.devices[0].data_topic, None, "instance-level dataTopic is ignored like Go");
+    assert_eq!(
+        r.devices[0].data_topic, None,
+        "instance-level dataTopic is ignored like Go"
+    );
 }
 
 const GOOD_AND_BAD: &str = r#"{
@@ -178,7 +323,11 @@ fn one_bad_device_never_stops_the_others() {
     let names: Vec<&str> = d.properties.iter().map(|p| p.name.as_str()).collect();
     assert_eq!(names, ["t", "h", "never"]);
     let t = &d.properties[0];
-    assert_eq!((t.minimum, t.maximum), (Some(0.5), Some(99.5)), "fractional limits");
+    assert_eq!(
+        (t.minimum, t.maximum),
+        (Some(0.5), Some(99.5)),
+        "fractional limits"
+    );
     assert_eq!(t.collect_cycle, Some(Duration::from_millis(500)));
     assert_eq!(t.report_cycle, Some(Duration::from_secs(10)));
     assert_eq!((t.twin, t.data), (true, false));
@@ -189,9 +338,15 @@ fn one_bad_device_never_stops_the_others() {
     assert_eq!((h.minimum, h.maximum), (None, None), "0..0 means unset");
     assert_eq!(h.access, AccessMode::ReadOnly);
     assert_eq!(h.collect_cycle, Some(Duration::from_secs(1)));
-    assert_eq!(h.report_cycle, h.collect_cycle, "absent reportCycle: every collect");
+    assert_eq!(
+        h.report_cycle, h.collect_cycle,
+        "absent reportCycle: every collect"
+    );
     let never = &d.properties[2];
-    assert_eq!((never.collect_cycle, never.data_type), (None, DataType::String));
+    assert_eq!(
+        (never.collect_cycle, never.data_type),
+        (None, DataType::String)
+    );
     let expected = [
         "device \"broken\", field \"deviceInstances\": the device instance is malformed: invalid type",
         "device \"good\", property \"bad-cycle\", field \"collectCycle\": \"soon\" is not a whole number of nanoseconds",
@@ -202,13 +357,20 @@ fn one_bad_device_never_stops_the_others() {
     ];
     assert_eq!(e.len(), expected.len(), "{e:#?}");
     for want in expected {
-        assert!(e.iter().any(|g| g.starts_with(want)), "missing {want:?} in {e:#?}");
+        assert!(
+            e.iter().any(|g| g.starts_with(want)),
+            "missing {want:?} in {e:#?}"
+        );
     }
 }
 
 #[test]
 fn namespace_name_topic_scheme() {
-    let o = ResolveOptions { topic_scheme: TopicScheme::NamespaceName, namespace: "edge".into(), ..opts() };
+    let o = ResolveOptions {
+        topic_scheme: TopicScheme::NamespaceName,
+        namespace: "edge".into(),
+        ..opts()
+    };
     let r = resolve(GOOD_AND_BAD, &o);
     assert_eq!(r.devices[0].id.as_str(), "edge/good");
 }
@@ -276,21 +438,50 @@ fn v1beta1_resources() {
     assert_eq!(r.format, Some(Format::V1Beta1Resources));
     assert!(r.errors.is_empty(), "{:?}", r.errors);
     let d = &r.devices[0];
-    assert_eq!((d.id.as_str(), d.namespace.as_str(), d.protocol.kind.as_str()), ("thermostat-1", "factory", "modbus"));
+    assert_eq!(
+        (
+            d.id.as_str(),
+            d.namespace.as_str(),
+            d.protocol.kind.as_str()
+        ),
+        ("thermostat-1", "factory", "modbus")
+    );
     assert_eq!(d.protocol.config["slaveID"], 3);
     let sp = &d.properties[0];
-    assert_eq!((sp.minimum, sp.maximum), (Some(5.0), Some(35.5)), "string limits");
-    assert_eq!(sp.collect_cycle, Some(Duration::from_secs(2)), "milliseconds");
+    assert_eq!(
+        (sp.minimum, sp.maximum),
+        (Some(5.0), Some(35.5)),
+        "string limits"
+    );
+    assert_eq!(
+        sp.collect_cycle,
+        Some(Duration::from_secs(2)),
+        "milliseconds"
+    );
     assert_eq!(sp.report_cycle, Some(Duration::from_secs(60)));
     assert_eq!(sp.desired.as_deref(), Some("21.5"));
     // Model-level visitor defaults merged under the device's own.
     assert_eq!(sp.visitor["register"], "HoldingRegister");
     assert_eq!(sp.visitor["offset"], 10);
     assert_eq!(sp.visitor["scale"], 0.1);
-    assert_eq!(d.properties[1].collect_cycle, Some(MIN_CYCLE), "5 ms clamped to the minimum");
-    assert!(r.warnings.iter().any(|w| w.to_string().contains("5 milliseconds")));
-    let o = ResolveOptions { topic_scheme: TopicScheme::NamespaceName, ..opts() };
-    assert_eq!(resolve(V1BETA1, &o).devices[0].id.as_str(), "factory/thermostat-1");
+    assert_eq!(
+        d.properties[1].collect_cycle,
+        Some(MIN_CYCLE),
+        "5 ms clamped to the minimum"
+    );
+    assert!(
+        r.warnings
+            .iter()
+            .any(|w| w.to_string().contains("5 milliseconds"))
+    );
+    let o = ResolveOptions {
+        topic_scheme: TopicScheme::NamespaceName,
+        ..opts()
+    };
+    assert_eq!(
+        resolve(V1BETA1, &o).devices[0].id.as_str(),
+        "factory/thermostat-1"
+    );
 }
 
 #[test]
@@ -333,14 +524,18 @@ fn every_device_model_file_resolves() {
     let mut stack = vec![root];
     let mut seen = 0;
     while let Some(dir) = stack.pop() {
-        let Ok(entries) = std::fs::read_dir(&dir) else { continue };
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
         for e in entries {
             let p = e.unwrap().path();
             if p.is_dir() {
                 stack.push(p);
                 continue;
             }
-            let is_profile = p.extension().is_some_and(|x| x == "json" || x == "yaml" || x == "yml")
+            let is_profile = p
+                .extension()
+                .is_some_and(|x| x == "json" || x == "yaml" || x == "yml")
                 && !p.file_name().unwrap().to_string_lossy().starts_with("sim");
             if !is_profile {
                 continue;

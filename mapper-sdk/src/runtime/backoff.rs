@@ -14,7 +14,11 @@ pub struct Backoff {
 impl Backoff {
     /// A backoff from `min` to `max`.
     pub fn new(min: Duration, max: Duration) -> Self {
-        Self { min, max: max.max(min), attempt: 0 }
+        Self {
+            min,
+            max: max.max(min),
+            attempt: 0,
+        }
     }
 
     /// The next delay; grows with each call until [`Backoff::reset`].
@@ -46,7 +50,10 @@ mod tests {
         let mut b = Backoff::new(Duration::from_millis(100), Duration::from_secs(2));
         let d1 = b.next_delay();
         assert!(d1 >= Duration::from_millis(75) && d1 <= Duration::from_millis(125));
-        let d3 = { b.next_delay(); b.next_delay() };
+        let d3 = {
+            b.next_delay();
+            b.next_delay()
+        };
         assert!(d3 >= Duration::from_millis(300) && d3 <= Duration::from_millis(500));
         for _ in 0..40 {
             assert!(b.next_delay() <= Duration::from_millis(2500));

@@ -251,7 +251,10 @@ impl<D: Driver> Supervisor<D> {
             h.cancel.cancel();
             // Wait, so that a restarted device never has two connections at once
             // (serial ports open exclusively).
-            if tokio::time::timeout(Duration::from_secs(10), h.task).await.is_err() {
+            if tokio::time::timeout(Duration::from_secs(10), h.task)
+                .await
+                .is_err()
+            {
                 warn!(device = %id, "worker did not stop within 10 s");
             }
         }

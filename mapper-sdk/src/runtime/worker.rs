@@ -170,7 +170,8 @@ impl<D: Driver> Run<D> {
 
     async fn connect(&mut self) {
         let spec = Arc::clone(&self.w.spec);
-        let result = match timeout(self.w.opts.connect_timeout, self.w.driver.connect(&spec)).await {
+        let result = match timeout(self.w.opts.connect_timeout, self.w.driver.connect(&spec)).await
+        {
             Ok(r) => r,
             Err(_) => Err(DriverError::Timeout(format!(
                 "connect took longer than {:?}",
@@ -251,7 +252,10 @@ impl<D: Driver> Run<D> {
     async fn write_due(&mut self) {
         let now = Instant::now();
         for i in 0..self.props.len() {
-            let due = self.props[i].pending.as_ref().is_some_and(|p| p.next_try <= now);
+            let due = self.props[i]
+                .pending
+                .as_ref()
+                .is_some_and(|p| p.next_try <= now);
             if !due || self.link.is_none() {
                 continue;
             }
@@ -262,7 +266,9 @@ impl<D: Driver> Run<D> {
     async fn write_one(&mut self, i: usize) {
         let spec = Arc::clone(&self.w.spec);
         let prop: &PropertySpec<D::Visitor> = &spec.properties[i];
-        let Some(pending) = self.props[i].pending.as_ref() else { return };
+        let Some(pending) = self.props[i].pending.as_ref() else {
+            return;
+        };
         let value = pending.value.clone();
         let text = pending.text.clone();
         if let Some(current) = &self.props[i].last_value
@@ -273,10 +279,14 @@ impl<D: Driver> Run<D> {
             self.props[i].force_report = true;
             return;
         }
-        let Some(link) = self.link.as_mut() else { return };
+        let Some(link) = self.link.as_mut() else {
+            return;
+        };
         let result = match timeout(self.w.opts.io_timeout, link.write(prop, &value)).await {
             Ok(r) => r,
-            Err(_) => Err(DriverError::Timeout("the write did not finish in time".into())),
+            Err(_) => Err(DriverError::Timeout(
+                "the write did not finish in time".into(),
+            )),
         };
         match result {
             Ok(()) => {
@@ -311,7 +321,11 @@ impl<D: Driver> Run<D> {
                     self.props[i].pending = None;
                     return;
                 }
-                let delay = Backoff::delay_for(p.attempts, self.w.opts.write_retry_min, self.w.opts.write_retry_max);
+                let delay = Backoff::delay_for(
+                    p.attempts,
+                    self.w.opts.write_retry_min,
+                    self.w.opts.write_retry_max,
+                );
                 p.next_try = Instant::now() + delay;
                 warn!(device = %spec.id(), property = %prop.def.name, value = %text, attempt = p.attempts, retry_in = ?delay, error = %e, "write failed; kept pending");
                 self.failure(e.is_unreachable());
@@ -331,7 +345,10 @@ impl<D: Driver> Run<D> {
             if at > now {
                 continue;
             }
-            let cycle = spec.properties[i].def.collect_cycle.unwrap_or(Duration::from_secs(1));
+            let cycle = spec.properties[i]
+                .def
+                .collect_cycle
+                .unwrap_or(Duration::from_secs(1));
             let mut next = at + cycle;
             if next <= now {
                 // Fell behind: skip the missed ticks rather than bursting.
@@ -351,12 +368,20 @@ impl<D: Driver> Run<D> {
         if due.is_empty() {
             return;
         }
-        let Some(link) = self.link.as_mut() else { return };
-        let refs: Vec<&PropertySpec<D::Visitor>> = due.iter().map(|&i| &spec.properties[i]).collect();
+        let Some(link) = self.link.as_mut() else {
+            return;
+        };
+        let refs: Vec<&PropertySpec<D::Visitor>> =
+            due.iter().map(|&i| &spec.properties[i]).collect();
         let io = self.w.opts.io_timeout * u32::try_from(refs.len().min(64)).unwrap_or(1);
         let results = match timeout(io, link.read_many(&refs)).await {
             Ok(r) => r,
-            Err(_) => vec![Err(DriverError::Timeout("the reads did not finish in time".into())); refs.len()],
+            Err(_) => vec![
+                Err(DriverError::Timeout(
+                    "the reads did not finish in time".into()
+                ));
+                refs.len()
+            ],
         };
         let mut any_answer = false;
         let mut link_error = None;
@@ -409,7 +434,10 @@ impl<D: Driver> Run<D> {
         if self.state_dirty
             && let Some(state) = self.state
         {
-            let msg = Outbound::State { device: spec.id().clone(), state };
+            let msg = Outbound::State {
+                device: spec.id().clone(),
+                state,
+            };
             if self.w.out.try_send(msg).is_ok() {
                 self.state_dirty = false;
             }
@@ -419,7 +447,9 @@ impl<D: Driver> Run<D> {
         let mut data = Vec::new();
         let mut data_idx = Vec::new();
         for i in 0..self.props.len() {
-            let Some(value) = self.props[i].last_value.clone() else { continue };
+            let Some(value) = self.props[i].last_value.clone() else {
+                continue;
+            };
             let def = &spec.properties[i].def;
             let Some(text) = self.text_for(i, &value) else {
                 if let Some(n) = self.props[i].log_wire.allow(now) {
@@ -431,7 +461,9 @@ impl<D: Driver> Run<D> {
             let heartbeat = def.report_cycle;
             let due = |sent: &Option<(String, Instant)>| match sent {
                 None => true,
-                Some((t, at)) => force || *t != text || heartbeat.is_some_and(|h| now.duration_since(*at) >= h),
+                Some((t, at)) => {
+                    force || *t != text || heartbeat.is_some_and(|h| now.duration_since(*at) >= h)
+                }
             };
             let p = &self.props[i];
             let want_twin = def.twin && due(&p.sent_twin);
@@ -445,7 +477,11 @@ impl<D: Driver> Run<D> {
                         error!(device = %spec.id(), property = %def.name, error = %e, suppressed = n, "value not reported");
                     }
                 } else {
-                    twin.push(Reported { property: def.name.clone(), value: text.clone(), data_type: def.data_type });
+                    twin.push(Reported {
+                        property: def.name.clone(),
+                        value: text.clone(),
+                        data_type: def.data_type,
+                    });
                     twin_idx.push((i, text.clone()));
                 }
             }
@@ -455,13 +491,20 @@ impl<D: Driver> Run<D> {
                         error!(device = %spec.id(), property = %def.name, error = %e, suppressed = n, "data value not published");
                     }
                 } else {
-                    data.push(Reported { property: def.name.clone(), value: text.clone(), data_type: def.data_type });
+                    data.push(Reported {
+                        property: def.name.clone(),
+                        value: text.clone(),
+                        data_type: def.data_type,
+                    });
                     data_idx.push((i, text));
                 }
             }
         }
         if !twin.is_empty() {
-            let msg = Outbound::Twin { device: spec.id().clone(), values: twin };
+            let msg = Outbound::Twin {
+                device: spec.id().clone(),
+                values: twin,
+            };
             if self.w.out.try_send(msg).is_ok() {
                 for (i, t) in twin_idx {
                     self.props[i].sent_twin = Some((t, now));
@@ -472,7 +515,11 @@ impl<D: Driver> Run<D> {
         }
         if !data.is_empty() {
             let topic = crate::twin::data_topic(spec.id(), spec.def.data_topic.as_deref());
-            let msg = Outbound::Data { device: spec.id().clone(), topic, values: data };
+            let msg = Outbound::Data {
+                device: spec.id().clone(),
+                topic,
+                values: data,
+            };
             if self.w.out.try_send(msg).is_ok() {
                 for (i, t) in data_idx {
                     self.props[i].sent_data = Some((t, now));
@@ -507,7 +554,11 @@ impl<D: Driver> Run<D> {
     fn on_desired(&mut self, d: Desired) {
         let now = Instant::now();
         let spec = Arc::clone(&self.w.spec);
-        let Some(i) = spec.properties.iter().position(|p| p.def.name == d.property) else {
+        let Some(i) = spec
+            .properties
+            .iter()
+            .position(|p| p.def.name == d.property)
+        else {
             if let Some(n) = self.log_unknown.allow(now) {
                 warn!(device = %spec.id(), property = %d.property, suppressed = n, "desired value for a property this device does not have a visitor for; ignored");
             }
@@ -543,10 +594,17 @@ impl<D: Driver> Run<D> {
         }
         let p = &mut self.props[i];
         p.desired = Some(d.value.clone());
-        if p.pending.as_ref().is_some_and(|pw| pw.value.same_as(&value, def.data_type)) {
+        if p.pending
+            .as_ref()
+            .is_some_and(|pw| pw.value.same_as(&value, def.data_type))
+        {
             return; // the same write is already pending: idempotent
         }
-        if p.pending.is_none() && p.last_value.as_ref().is_some_and(|v| v.same_as(&value, def.data_type)) {
+        if p.pending.is_none()
+            && p.last_value
+                .as_ref()
+                .is_some_and(|v| v.same_as(&value, def.data_type))
+        {
             // Already there; make sure the reported text matches the desired one.
             if p.sent_twin.as_ref().is_some_and(|(t, _)| *t != d.value) {
                 p.force_report = true;
@@ -554,16 +612,29 @@ impl<D: Driver> Run<D> {
             return;
         }
         debug!(device = %spec.id(), property = %def.name, value = %d.value, "desired value queued");
-        p.pending = Some(Pending { value, text: d.value, attempts: 0, next_try: now });
+        p.pending = Some(Pending {
+            value,
+            text: d.value,
+            attempts: 0,
+            next_try: now,
+        });
     }
 
     fn on_push(&mut self, pushed: Option<(PropertyName, Result<Value, DriverError>)>) {
         let Some((name, result)) = pushed else {
             // The device's push stream ended: treat as a lost link.
-            self.drop_link(&DriverError::Link("the device's notification stream ended".into()));
+            self.drop_link(&DriverError::Link(
+                "the device's notification stream ended".into(),
+            ));
             return;
         };
-        let Some(i) = self.w.spec.properties.iter().position(|p| p.def.name == name) else {
+        let Some(i) = self
+            .w
+            .spec
+            .properties
+            .iter()
+            .position(|p| p.def.name == name)
+        else {
             return;
         };
         match result {
@@ -585,7 +656,9 @@ impl<D: Driver> Run<D> {
     }
 }
 
-async fn next_push<T: Device>(link: &mut Option<T>) -> Option<(PropertyName, Result<Value, DriverError>)> {
+async fn next_push<T: Device>(
+    link: &mut Option<T>,
+) -> Option<(PropertyName, Result<Value, DriverError>)> {
     match link {
         Some(l) => l.next_push().await,
         None => std::future::pending().await,
