@@ -1,0 +1,1 @@
+//! BLE simulator (work in progress).
