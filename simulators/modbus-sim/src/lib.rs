@@ -86,6 +86,7 @@ mod fault;
 mod frame;
 mod map;
 mod pdu;
+mod runner;
 mod server;
 mod sim;
 mod stats;
@@ -102,6 +103,7 @@ pub use pdu::{
     ILLEGAL_DATA_ADDRESS, ILLEGAL_DATA_VALUE, ILLEGAL_FUNCTION, SERVER_DEVICE_BUSY,
     SERVER_DEVICE_FAILURE,
 };
+pub use runner::{EndpointInfo, Running, StatsReport, write_stats_file};
 pub use server::RtuOptions;
 pub use sim::{PtyClient, Simulator};
 pub use stats::{Stats, StatsSnapshot, UnitStats};
