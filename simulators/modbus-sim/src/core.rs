@@ -95,7 +95,7 @@ impl UnitState {
             let Some(dynamics) = spec.dynamics.clone() else {
                 continue;
             };
-            if ticks % u64::from(spec.every) != 0 {
+            if !ticks.is_multiple_of(u64::from(spec.every)) {
                 continue;
             }
             let (table, addr, width) = (spec.table, spec.address, usize::from(spec.width));
@@ -218,7 +218,7 @@ impl Core {
             } else if st
                 .faults
                 .drop_connection_after
-                .is_some_and(|n| st.requests_seen % u64::from(n.max(1)) == 0)
+                .is_some_and(|n| st.requests_seen.is_multiple_of(u64::from(n.max(1))))
             {
                 action.close = true;
             } else {
@@ -237,16 +237,16 @@ impl Core {
                 st.replies_made += 1;
                 let n = st.replies_made;
                 let mut delay = st.faults.delay.unwrap_or_default();
-                if let Some(late) = st.faults.late {
-                    if n % u64::from(late.every.max(1)) == 0 {
-                        delay += late.delay;
-                    }
+                if let Some(late) = st.faults.late
+                    && n.is_multiple_of(u64::from(late.every.max(1)))
+                {
+                    delay += late.delay;
                 }
                 action.delay = delay;
                 action.corrupt_crc = st
                     .faults
                     .corrupt_crc_every
-                    .is_some_and(|e| n % u64::from(e.max(1)) == 0);
+                    .is_some_and(|e| n.is_multiple_of(u64::from(e.max(1))));
                 action.reply = Some(reply);
             }
         }

@@ -73,10 +73,10 @@ async fn main() -> anyhow::Result<()> {
                 for (name, s) in &report.endpoints {
                     tracing::info!(endpoint = %name, "stats {}", s.summary());
                 }
-                if let Some(p) = &cli.stats_file {
-                    if let Err(e) = write_stats_file(p, &report) {
-                        tracing::warn!(path = %p.display(), error = %e, "cannot write stats file");
-                    }
+                if let Some(p) = &cli.stats_file
+                    && let Err(e) = write_stats_file(p, &report)
+                {
+                    tracing::warn!(path = %p.display(), error = %e, "cannot write stats file");
                 }
             }
         }

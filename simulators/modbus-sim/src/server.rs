@@ -234,10 +234,10 @@ where
         return true;
     };
     let mut out = rtu_frame(unit, &reply);
-    if action.corrupt_crc {
-        if let Some(last) = out.last_mut() {
-            *last ^= 0xA5;
-        }
+    if action.corrupt_crc
+        && let Some(last) = out.last_mut()
+    {
+        *last ^= 0xA5;
     }
     let wire = opts
         .wire_time_baud
