@@ -211,6 +211,7 @@ pub struct Mosquitto {
     pub port: u16,
     child: Option<Child>,
     dir: tempfile::TempDir,
+    extra: String,
 }
 
 /// Finds a free loopback port (bind to port 0 and release it).
@@ -234,6 +235,11 @@ impl Mosquitto {
     /// Starts a broker, or returns `None` when mosquitto is not installed and `CI` is
     /// not set (under CI a missing broker is a failure, not a skip).
     pub fn start() -> Option<Self> {
+        Self::start_with(String::new())
+    }
+
+    /// Like [`Mosquitto::start`], with more configuration appended (e.g. a TLS listener).
+    pub fn start_with(extra: String) -> Option<Self> {
         let Some(_) = mosquitto_binary() else {
             assert!(
                 std::env::var_os("CI").is_none(),
@@ -246,6 +252,7 @@ impl Mosquitto {
             port: free_port(),
             child: None,
             dir: tempfile::tempdir().unwrap(),
+            extra,
         };
         m.spawn();
         Some(m)
@@ -256,8 +263,12 @@ impl Mosquitto {
         std::fs::write(
             &conf,
             format!(
-                "listener {} 127.0.0.1\nallow_anonymous true\npersistence false\nmax_queued_messages 100000\n",
-                self.port
+                "user {}\nper_listener_settings false\nallow_anonymous true\npersistence false\nmax_queued_messages 100000\nlistener {} 127.0.0.1\n{}\n",
+                // Keep the invoking user: as root, mosquitto would switch to its own
+                // user and could not read the test's key files.
+                std::env::var("USER").ok().filter(|u| !u.is_empty()).unwrap_or_else(|| "root".into()),
+                self.port,
+                self.extra
             ),
         )
         .unwrap();
