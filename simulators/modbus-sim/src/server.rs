@@ -77,8 +77,9 @@ pub(crate) async fn accept_loop(
                 let _ = stream.set_nodelay(true);
                 let token = kill.token();
                 let core = core.clone();
+                let shutdown = cancel.clone();
                 tracker.spawn(async move {
-                    if let Err(e) = serve_tcp_conn(&core, stream, token).await {
+                    if let Err(e) = serve_tcp_conn(&core, stream, token, shutdown).await {
                         debug!(%peer, error = %e, "connection ended with an error");
                     }
                 });
@@ -100,14 +101,22 @@ async fn serve_tcp_conn(
     core: &Core,
     mut stream: TcpStream,
     kill: CancellationToken,
+    shutdown: CancellationToken,
 ) -> std::io::Result<()> {
+    // a kill that is not a shutdown is a `drop_connections` call
+    let dropped = || {
+        if !shutdown.is_cancelled() {
+            core.stats.update(|s| s.dropped_connections += 1);
+        }
+        Ok(())
+    };
     let (r, mut w) = stream.split();
     let mut r = BufReader::new(r);
     let mut pdu = Vec::with_capacity(260);
     loop {
         let mut hdr = [0u8; 7];
         tokio::select! {
-            () = kill.cancelled() => return Ok(()),
+            () = kill.cancelled() => return dropped(),
             res = r.read_exact(&mut hdr) => {
                 if let Err(e) = res {
                     return if e.kind() == std::io::ErrorKind::UnexpectedEof { Ok(()) } else { Err(e) };
@@ -121,7 +130,7 @@ async fn serve_tcp_conn(
         };
         pdu.resize(mbap.pdu_len, 0);
         tokio::select! {
-            () = kill.cancelled() => return Ok(()),
+            () = kill.cancelled() => return dropped(),
             res = r.read_exact(&mut pdu) => { res?; }
         }
         let action = core.handle(mbap.unit, &pdu);
@@ -134,7 +143,7 @@ async fn serve_tcp_conn(
         };
         if !action.delay.is_zero() {
             tokio::select! {
-                () = kill.cancelled() => return Ok(()),
+                () = kill.cancelled() => return dropped(),
                 () = tokio::time::sleep(action.delay) => {}
             }
         }

@@ -2,8 +2,8 @@
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use rand::SeedableRng;
@@ -38,7 +38,7 @@ pub struct Simulator {
     tracker: TaskTracker,
     conn_kill: Arc<ConnKill>,
     tick: Duration,
-    seed: Option<u64>,
+    rng: Arc<Mutex<StdRng>>,
     ticker_started: AtomicBool,
 }
 
@@ -68,7 +68,10 @@ impl Simulator {
             cancel,
             tracker: TaskTracker::new(),
             tick: map.tick,
-            seed: map.seed,
+            rng: Arc::new(Mutex::new(match map.seed {
+                Some(s) => StdRng::seed_from_u64(s),
+                None => StdRng::from_os_rng(),
+            })),
             ticker_started: AtomicBool::new(false),
         }
     }
@@ -110,10 +113,7 @@ impl Simulator {
         let core = self.core.clone();
         let cancel = self.cancel.clone();
         let period = self.tick;
-        let mut rng = match self.seed {
-            Some(s) => StdRng::seed_from_u64(s),
-            None => StdRng::from_os_rng(),
-        };
+        let rng = self.rng.clone();
         self.tracker.spawn(async move {
             let mut interval =
                 tokio::time::interval_at(tokio::time::Instant::now() + period, period);
@@ -121,11 +121,7 @@ impl Simulator {
             loop {
                 tokio::select! {
                     () = cancel.cancelled() => break,
-                    _ = interval.tick() => {
-                        for u in core.units.values() {
-                            u.lock().tick(&mut rng);
-                        }
-                    }
+                    _ = interval.tick() => tick_all(&core, &rng),
                 }
             }
         });
@@ -134,13 +130,7 @@ impl Simulator {
     /// Steps every dynamic value once, now (tests use this instead of
     /// waiting for the tick).
     pub fn tick_now(&self) {
-        let mut rng = match self.seed {
-            Some(s) => StdRng::seed_from_u64(s),
-            None => StdRng::from_os_rng(),
-        };
-        for u in self.core.units.values() {
-            u.lock().tick(&mut rng);
-        }
+        tick_all(&self.core, &self.rng);
     }
 
     /// Listens on `addr` (port 0 = any free port) and returns the bound address.
@@ -265,7 +255,6 @@ impl Simulator {
     /// Closes every open TCP connection now (listeners keep accepting).
     pub fn drop_connections(&self) {
         self.conn_kill.kill_all();
-        self.core.stats.update(|s| s.dropped_connections += 1);
     }
 
     // ------------------------------------------------------------ tables
@@ -460,6 +449,13 @@ impl Simulator {
             }
             Ok(())
         })?
+    }
+}
+
+fn tick_all(core: &Core, rng: &Mutex<StdRng>) {
+    let mut rng = rng.lock().unwrap_or_else(PoisonError::into_inner);
+    for u in core.units.values() {
+        u.lock().tick(&mut *rng);
     }
 }
 
