@@ -1,0 +1,1 @@
+//! BLE mapper (work in progress).
