@@ -14,7 +14,7 @@ use crate::pdu::{
 };
 use crate::stats::{Stats, StatsSnapshot, UnitStats};
 use crate::table::{Table, TableKind};
-use crate::value::{Dynamics, encode_number};
+use crate::value::encode_number;
 
 /// Mutable state of one unit.
 #[derive(Debug)]
@@ -118,12 +118,16 @@ impl UnitState {
                 continue;
             };
             let bounds = spec.ty.raw_bounds();
-            let next = match dynamics {
+            let next = match dynamics.raw_counter(spec.layout.scale) {
                 // counters count raw units and wrap like hardware
-                Dynamics::Counter { .. } => {
-                    dynamics.next(cur / spec.layout.scale, bounds, rng) * spec.layout.scale
+                Some(raw) => {
+                    let mut cur = cur / spec.layout.scale;
+                    if spec.ty.is_integer() {
+                        cur = cur.round();
+                    }
+                    raw.next(cur, bounds, rng) * spec.layout.scale
                 }
-                _ => dynamics.next(cur, bounds, rng),
+                None => dynamics.next(cur, bounds, rng),
             };
             if let Ok(words) = encode_number(spec.ty, &spec.layout, next, true) {
                 t.write(addr, &words);
@@ -445,6 +449,7 @@ endpoints:
           - { name: c, table: holding, address: 5, type: u16, value: 65534, dynamics: { counter: {} } }
           - { name: r, table: holding, address: 6, type: i16, scale: 0.5, value: 1, dynamics: { ramp: { step: 1.5, min: 0, max: 4 } } }
           - { name: b, table: coils, address: 3, type: bool, dynamics: toggle }
+          - { name: e, table: holding, address: 7, type: u16, scale: 0.01, value: 655.34, dynamics: { counter: { step: 0.01 } } }
 "#;
         let m = MapFile::parse(yaml, "t").unwrap();
         Core::new(&m.endpoints[0].device.units, Arc::new(Stats::default()))
@@ -517,12 +522,16 @@ endpoints:
         let mut st = u.lock();
         st.tick(&mut rng);
         assert_eq!(st.holding_registers.read(5, 2).unwrap(), &[65535, 5]); // 2.5 / 0.5
+        assert_eq!(st.holding_registers.read(7, 1).unwrap(), &[65535]);
         assert_eq!(st.coils.read(3, 1).unwrap(), &[true]);
         st.tick(&mut rng);
         assert_eq!(st.holding_registers.read(5, 2).unwrap(), &[0, 8]); // 4.0 / 0.5
         st.tick(&mut rng);
         assert_eq!(st.holding_registers.read(5, 2).unwrap(), &[1, 0]); // wrapped to min
+        assert_eq!(st.holding_registers.read(7, 1).unwrap(), &[1]); // 65535 -> 0 -> 1
         assert_eq!(st.coils.read(3, 1).unwrap(), &[true]);
+        st.tick(&mut rng);
+        assert_eq!(st.holding_registers.read(7, 1).unwrap(), &[2]);
     }
 
     #[test]

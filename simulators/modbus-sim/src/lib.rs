@@ -77,7 +77,7 @@
 //! ```
 //!
 //! Dynamics: `ramp {step, min, max}` (wraps), `random_walk {step, min, max}`
-//! (clamped), `counter {step}` (raw counts, wraps at the type's range),
+//! (clamped), `counter {step}` (engineering units, wraps at the raw range of the type),
 //! `toggle` (bits and booleans).
 
 mod core;

@@ -480,6 +480,18 @@ fn resolve_unit(ctx: &Ctx<'_>, loc: &str, u: RawUnit) -> Result<UnitMap, MapErro
             if v.ty == ValueType::String {
                 return Err(ctx.err(format!("{vloc}.dynamics"), "strings cannot have dynamics"));
             }
+            if let Some(Dynamics::Counter { step }) = d.raw_counter(layout.scale)
+                && !matches!(v.ty, ValueType::F32 | ValueType::F64)
+                && step.abs() < 0.5
+            {
+                return Err(ctx.err(
+                    format!("{vloc}.dynamics.counter.step"),
+                    format!(
+                        "is less than one raw count (scale {}), so the counter would never move",
+                        layout.scale
+                    ),
+                ));
+            }
         }
         if v.every == Some(0) {
             return Err(ctx.err(format!("{vloc}.every"), "must be at least 1"));
@@ -786,5 +798,32 @@ endpoints:
             }
         }
         assert!(n >= 2);
+    }
+
+    /// The device models' simulator maps (another directory of this
+    /// workspace) must stay loadable by this crate.
+    #[test]
+    fn device_model_maps_parse() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../device-models");
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            return;
+        };
+        for entry in entries {
+            let p = entry.unwrap().path().join("sim.yaml");
+            if p.exists() {
+                MapFile::load(&p).unwrap();
+            }
+        }
+    }
+
+    #[test]
+    fn counter_step_in_engineering_units() {
+        let ok = "endpoints:\n  - name: a\n    tcp: 127.0.0.1:0\n    units:\n      - id: 1\n        values:\n          - { table: input, address: 0, type: u32, scale: 0.01, dynamics: { counter: { step: 0.01 } } }\n";
+        MapFile::parse(ok, "ok").unwrap();
+        let e = err_of(&ok.replace("step: 0.01", "step: 0.001"));
+        assert!(
+            e.contains("counter.step") && e.contains("never move"),
+            "{e}"
+        );
     }
 }

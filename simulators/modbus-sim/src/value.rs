@@ -66,7 +66,7 @@ impl ValueType {
         }
     }
 
-    fn is_integer(self) -> bool {
+    pub(crate) fn is_integer(self) -> bool {
         !matches!(self, ValueType::F32 | ValueType::F64)
     }
 }
@@ -254,16 +254,25 @@ pub enum Dynamics {
         /// Upper bound.
         max: f64,
     },
-    /// Add `step` raw counts (default 1) each tick, wrapping around the raw
-    /// range of the type like a hardware counter. Unlike the others, this
-    /// one works on raw register values, before `scale`.
+    /// Add `step` (default 1, engineering units) each tick, wrapping around
+    /// the raw range of the type like a hardware counter.
     Counter {
-        /// Increment per tick, in raw counts.
+        /// Increment per tick, in engineering units.
         #[serde(default = "one")]
         step: f64,
     },
     /// Flip between 0 and 1 (bits, booleans).
     Toggle,
+}
+
+impl Dynamics {
+    /// A `counter` re-expressed in raw counts for `scale`.
+    pub fn raw_counter(&self, scale: f64) -> Option<Dynamics> {
+        match *self {
+            Dynamics::Counter { step } => Some(Dynamics::Counter { step: step / scale }),
+            _ => None,
+        }
+    }
 }
 
 fn one() -> f64 {
@@ -297,9 +306,9 @@ impl Dynamics {
         }
     }
 
-    /// The next value. `bounds` is the range the value lives in (the raw
-    /// range of its type; `counter` wraps around it). `ramp`, `random_walk`
-    /// and `toggle` get engineering values, `counter` raw values.
+    /// The next value. `bounds` is the range `counter` wraps around. The
+    /// simulator calls `counter` with raw values, bounds and a raw step
+    /// (see [`Dynamics::raw_counter`]), the others with engineering values.
     pub fn next<R: Rng + ?Sized>(&self, current: f64, bounds: (f64, f64), rng: &mut R) -> f64 {
         match *self {
             Dynamics::Ramp { step, min, max } => {
