@@ -9,10 +9,15 @@
 //! - [`codec`]: register words and bits to values and back (widths, signs, byte and word
 //!   order, scale, offset, strings).
 //! - [`plan`]: merges the reads due in one tick into as few requests as the limits allow.
-//! - `bus`: one task per physical bus (serial line or TCP endpoint) that serializes
+//! - [`bus`]: one task per physical bus (serial line or TCP endpoint) that serializes
 //!   requests, puts writes first, round-robins units and backs off dead ones.
-//! - `driver`: [`ModbusDriver`], the `mapper_sdk::driver::Driver` implementation.
+//! - [`driver`]: [`ModbusDriver`], the `mapper_sdk::driver::Driver` implementation.
 
+pub mod bus;
 pub mod codec;
 pub mod config;
+pub mod driver;
 pub mod plan;
+
+pub use config::{ModbusProtocol, ModbusVisitor};
+pub use driver::{ModbusDevice, ModbusDriver};
