@@ -178,72 +178,67 @@ impl Device for ModbusDevice {
     type Visitor = ModbusVisitor;
 
     async fn read(&mut self, property: &PropertySpec<ModbusVisitor>) -> Result<Value, DriverError> {
-        {
-            let v = &property.visitor;
-            let reply = self
-                .read_request(ReadRequest {
-                    table: v.table,
-                    offset: v.offset,
-                    count: v.count,
-                })
-                .await?;
-            decode_slot(
-                property,
-                &reply,
-                Slot {
-                    request: 0,
-                    start: 0,
-                    count: usize::from(v.count),
-                },
-            )
-        }
+        let v = &property.visitor;
+        let reply = self
+            .read_request(ReadRequest {
+                table: v.table,
+                offset: v.offset,
+                count: v.count,
+            })
+            .await?;
+        decode_slot(
+            property,
+            &reply,
+            Slot {
+                request: 0,
+                start: 0,
+                count: usize::from(v.count),
+            },
+        )
     }
 
     async fn read_many(
         &mut self,
         properties: &[&PropertySpec<ModbusVisitor>],
     ) -> Vec<Result<Value, DriverError>> {
-        {
-            let spans: Vec<plan::Span> = properties.iter().map(|p| p.visitor.span()).collect();
-            let plan = plan::plan(&spans, &self.limits);
-            debug!(
-                device = %self.id,
-                properties = properties.len(),
-                requests = plan.requests.len(),
-                "planned reads"
-            );
-            let mut replies: Vec<Result<Reply, DriverError>> =
-                Vec::with_capacity(plan.requests.len());
-            let mut lost = false;
-            for r in &plan.requests {
-                if lost {
-                    replies.push(Err(DriverError::Link(
-                        "link lost earlier in this batch".into(),
-                    )));
-                    continue;
-                }
-                let res = self.read_request(*r).await;
-                lost = res.as_ref().is_err_and(DriverError::is_link);
-                replies.push(res);
+        let spans: Vec<plan::Span> = properties.iter().map(|p| p.visitor.span()).collect();
+        let plan = plan::plan(&spans, &self.limits);
+        debug!(
+            device = %self.id,
+            properties = properties.len(),
+            requests = plan.requests.len(),
+            "planned reads"
+        );
+        let mut replies: Vec<Result<Reply, DriverError>> = Vec::with_capacity(plan.requests.len());
+        let mut lost = false;
+        for r in &plan.requests {
+            if lost {
+                replies.push(Err(DriverError::Link(
+                    "link lost earlier in this batch".into(),
+                )));
+                continue;
             }
-            let mut out = Vec::with_capacity(properties.len());
-            for (p, slot) in properties.iter().zip(&plan.slots) {
-                let res = match replies.get(slot.request) {
-                    Some(Ok(reply)) => decode_slot(p, reply, *slot),
-                    Some(Err(DriverError::Refused(_)))
-                        if plan.spans_of(slot.request).nth(1).is_some() =>
-                    {
-                        // A merged read was refused: one of its addresses may not exist.
-                        // Read this property alone so the others still report.
-                        self.read(p).await
-                    }
-                    Some(Err(e)) => Err(e.clone()),
-                    None => Err(DriverError::Link("no request planned".into())),
-                };
-                out.push(res);
-            }
-            out
+            let res = self.read_request(*r).await;
+            lost = res.as_ref().is_err_and(DriverError::is_link);
+            replies.push(res);
         }
+        let mut out = Vec::with_capacity(properties.len());
+        for (p, slot) in properties.iter().zip(&plan.slots) {
+            let res = match replies.get(slot.request) {
+                Some(Ok(reply)) => decode_slot(p, reply, *slot),
+                Some(Err(DriverError::Refused(_)))
+                    if plan.spans_of(slot.request).nth(1).is_some() =>
+                {
+                    // A merged read was refused: one of its addresses may not exist.
+                    // Read this property alone so the others still report.
+                    self.read(p).await
+                }
+                Some(Err(e)) => Err(e.clone()),
+                None => Err(DriverError::Link("no request planned".into())),
+            };
+            out.push(res);
+        }
+        out
     }
 
     fn write(
