@@ -1,0 +1,3 @@
+//! `ble-sim` binary (work in progress).
+
+fn main() {}
