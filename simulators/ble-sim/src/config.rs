@@ -357,7 +357,7 @@ impl RawBytes {
                     .chars()
                     .filter(|c| !c.is_whitespace() && *c != ':')
                     .collect();
-                if hex.len() % 2 != 0 {
+                if !hex.len().is_multiple_of(2) {
                     return Err(format!("hex string {s:?} has an odd number of digits"));
                 }
                 (0..hex.len())

@@ -3,6 +3,8 @@
 //! `common::run_in_child`) because libdbus reads `DBUS_SYSTEM_BUS_ADDRESS`
 //! once per process.
 
+#![allow(clippy::unwrap_used)] // test helpers outside #[test] fns
+
 mod common;
 
 use std::collections::BTreeSet;
