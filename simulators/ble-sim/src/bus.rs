@@ -66,13 +66,27 @@ impl PrivateBus {
             .arg(format!("--config-file={}", config.display()))
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
+            .stderr(Stdio::piped())
             .spawn()
             .map_err(BusError::Spawn)?;
         let stdout = child
             .stdout
             .take()
             .ok_or_else(|| BusError::NoAddress("no stdout pipe".to_owned()))?;
+        // Forward the daemon's complaints to tracing. Running as root in a
+        // container it always fails to raise its fd limit: harmless, so debug.
+        if let Some(stderr) = child.stderr.take() {
+            tokio::spawn(async move {
+                let mut lines = BufReader::new(stderr).lines();
+                while let Ok(Some(line)) = lines.next_line().await {
+                    if line.contains("Failed to set fd limit") {
+                        tracing::debug!(target: "dbus-daemon", "{line}");
+                    } else {
+                        tracing::warn!(target: "dbus-daemon", "{line}");
+                    }
+                }
+            });
+        }
         let mut bus = PrivateBus {
             child: Some(child),
             address: String::new(),

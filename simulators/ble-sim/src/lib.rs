@@ -55,6 +55,22 @@
 //!
 //! Faults can also be injected at runtime ([`BleSim::set_fault`],
 //! [`BleSim::drop_link`]).
+//!
+//! Field types: `u8 i8 u16_le u16_be i16_le i16_be u32_le u32_be i32_le
+//! i32_be f32_le f32_be`; raw = value / scale, rounded and saturated.
+//! Dynamics: `ramp` (wraps) and `random_walk` (clamped), one step per tick.
+//! `set_value` and client writes pin a characteristic (its dynamics stop).
+//! A characteristic with `enabled_by` reads as zeros and stays silent until
+//! the named characteristic holds the given value (TI SensorTag style).
+//! A CCCD (0x2902) is added to notify/indicate characteristics; it reflects
+//! StartNotify and, as in BlueZ, cannot be written directly.
+//!
+//! Not reproduced: pairing/bonding and agents (`Pair` returns NotSupported),
+//! per-client notify sessions (BlueZ stops a client's notifications when it
+//! leaves the bus; here `Notifying` stays until StopNotify or disconnect),
+//! `AcquireWrite`/`AcquireNotify`, advertisement updates during discovery
+//! (RSSI/ManufacturerData change signals), device expiry after discovery,
+//! and powering an adapter off does not drop its devices' links.
 
 mod bus;
 mod config;
