@@ -1,0 +1,9 @@
+//! `ble-mapper`: the KubeEdge device mapper for Bluetooth LE devices.
+//!
+//! Everything but the driver comes from `mapper-sdk`: flags (`--help`), the profile, MQTT,
+//! scheduling and reconnects. The driver talks to BlueZ over the D-Bus system bus
+//! (`DBUS_SYSTEM_BUS_ADDRESS` points elsewhere, e.g. at a simulator).
+
+fn main() -> std::process::ExitCode {
+    mapper_sdk::main(ble_mapper::BleDriver::default())
+}
