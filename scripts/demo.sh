@@ -45,17 +45,21 @@ pids+=($!)
 wait_for 10 grep -q '^ready' "$work/sim.out"
 sim_port=$(sed -n 's/.*tcp=127.0.0.1:\([0-9]*\).*/\1/p' "$work/sim.out" | head -1)
 
-mkdir -p "$work/kubeedge"
-sed "s/\"port\": 1502/\"port\": $sim_port/" device-models/thermostat/profile.json > "$work/kubeedge/deviceProfile.json"
-target/release/modbus-mapper --mqtt-address "tcp://127.0.0.1:$broker_port" \
-  --profile "$work/kubeedge/deviceProfile.json" --log-level warn 2>"$work/mapper.log" &
-pids+=($!)
 
 echo "broker 127.0.0.1:$broker_port   simulator 127.0.0.1:$sim_port   profile device-models/thermostat/profile.json"
 echo "live twin view (* marks values that changed):"
 mosquitto_sub -h 127.0.0.1 -p "$broker_port" -v \
   -t '$hw/events/device/+/twin/update' -t '$hw/events/device/+/state/update' \
-  -t '$hw/events/device/+/twin/update/delta' | tee "$work/view.raw" | python3 -u scripts/twin_view.py &
+  -t '$hw/events/device/+/twin/update/delta' -t 'demo/probe' | tee "$work/view.raw" | python3 -u scripts/twin_view.py &
+pids+=($!)
+# The view is ready once it sees its own probe message.
+probe() { mosquitto_pub -h 127.0.0.1 -p "$broker_port" -t demo/probe -m ready && grep -q '^demo/probe' "$work/view.raw"; }
+wait_for 10 probe
+
+mkdir -p "$work/kubeedge"
+sed "s/\"port\": 1502/\"port\": $sim_port/" device-models/thermostat/profile.json > "$work/kubeedge/deviceProfile.json"
+target/release/modbus-mapper --mqtt-address "tcp://127.0.0.1:$broker_port" \
+  --profile "$work/kubeedge/deviceProfile.json" --log-level warn 2>"$work/mapper.log" &
 pids+=($!)
 
 register() { mbpoll -m tcp -p "$sim_port" -a 1 -r 10 -c 1 -t 4 -0 -1 127.0.0.1 | sed -n 's/^\[10\]:[[:space:]]*\(-\{0,1\}[0-9]*\).*/\1/p'; }
@@ -73,4 +77,4 @@ if $smoke; then
   exit 0
 fi
 echo "--- running; ctrl-c stops everything"
-wait "${pids[2]}"
+wait "${pids[-1]}"

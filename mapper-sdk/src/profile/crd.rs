@@ -232,11 +232,18 @@ fn alpha_device(res: Resource, drafts: &mut Drafts) -> Result<(), String> {
                 .find(|(key, _)| key.replace('_', "").eq_ignore_ascii_case(k))
                 .map(|(_, v)| v.clone())
         };
-        let config = v
+        let mut config = v
             .iter()
             .find(|(k, _)| !NON_PROTOCOL.contains(&k.to_ascii_lowercase().as_str()))
             .map(|(_, v)| v.clone())
             .unwrap_or(Json::Null);
+        // The visitor-level customizedValues travel with the protocol visitor, as the
+        // drivers read their extensions from there.
+        if let (Some(cv), Json::Object(obj)) = (field("customizedValues"), &mut config)
+            && !cv.is_null()
+        {
+            obj.entry("customizedValues").or_insert(cv);
+        }
         d.visitors.push(DraftVisitor {
             property: field("propertyName")
                 .and_then(|p| p.as_str().map(str::to_owned))

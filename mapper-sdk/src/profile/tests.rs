@@ -239,6 +239,19 @@ fn v1alpha2_resources_with_their_models() {
     assert_eq!(temp.visitor["startIndex"], 1);
     assert!(temp.visitor["dataConverter"].is_null());
 
+    let with_cv = sample("modbustcp-device-instance.yaml").replace(
+        "      collectCycle: 5000",
+        "      collectCycle: 5000\n      customizedValues:\n        rawType: uint16",
+    );
+    let r = resolve(
+        &format!("{}\n---\n{with_cv}", sample("modbus-device-model.yaml")),
+        &opts(),
+    );
+    assert_eq!(
+        r.devices[0].properties[0].visitor["customizedValues"]["rawType"],
+        "uint16"
+    );
+
     let r = pair("create-device-instance.yaml", "create-device-model.yaml");
     assert!(r.errors.is_empty(), "{:?}", r.errors);
     let r = pair("modbusrtu-device-instance.yaml", "modbus-device-model.yaml");
