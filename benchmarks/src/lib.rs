@@ -1,0 +1,1 @@
+//! Benchmark runner (work in progress).
