@@ -449,7 +449,7 @@ async fn late_replies_and_crc_errors_never_produce_a_wrong_value() {
     .unwrap();
     let mapper = Mapper::start(&broker, rtu_profile(&line.mapper_end), "faults");
     let enough = |p: &TwinPeer| {
-        (1..=3).all(|u| all_reported(p, &format!("line-sensor-{u}"), "temperature").len() >= 1)
+        (1..=3).all(|u| !all_reported(p, &format!("line-sensor-{u}"), "temperature").is_empty())
             && p.on_topic("$hw/events/device/line-sensor-3/twin/update")
                 .len()
                 >= 2
