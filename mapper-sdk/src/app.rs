@@ -1,6 +1,7 @@
 //! Wiring: the profile source, the supervisor and the MQTT adapter in one `run`, the
 //! `check` mode, and the `main` every mapper binary calls.
 
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::future::Future;
 use std::process::ExitCode;
@@ -15,10 +16,12 @@ use tracing::{debug, error, info, warn};
 
 use crate::config::{CommonArgs, ProfileSetting, Settings, SettingsError};
 use crate::driver::{DeviceSpec, Driver, bind};
+use crate::model::DeviceId;
 use crate::mqtt::{Mqtt, MqttError};
 use crate::profile::{Issue, ResolveOptions, resolve};
-use crate::runtime::{Cmd, Inbound, Supervisor};
+use crate::runtime::{ApplySummary, Cmd, Inbound, Supervisor};
 use crate::source::FileSource;
+use crate::twin::Desired;
 
 /// Why the mapper stopped with an error.
 #[derive(Debug, Error)]
@@ -29,6 +32,10 @@ pub enum RunError {
     /// Bad MQTT settings.
     #[error(transparent)]
     Mqtt(#[from] MqttError),
+    /// The Kubernetes API cannot be configured.
+    #[cfg(feature = "kube")]
+    #[error(transparent)]
+    Kube(#[from] crate::kube_source::KubeSourceError),
 }
 
 /// A profile bound to a driver.
@@ -75,6 +82,54 @@ pub fn load<D: Driver>(driver: &D, text: &str, opts: &ResolveOptions) -> Loaded<
     out
 }
 
+type DesiredMap = BTreeMap<DeviceId, Vec<Desired>>;
+
+/// The desired values the profile names, by device.
+fn desired_in<D: Driver>(devices: &[DeviceSpec<D>]) -> DesiredMap {
+    devices
+        .iter()
+        .map(|d| {
+            let values = d
+                .def
+                .properties
+                .iter()
+                .filter_map(|p| {
+                    p.desired.as_ref().map(|v| Desired {
+                        property: p.name.clone(),
+                        value: v.clone(),
+                        stored_type: p.stored_type.clone(),
+                    })
+                })
+                .collect();
+            (d.id().clone(), values)
+        })
+        .filter(|(_, v): &(DeviceId, Vec<Desired>)| !v.is_empty())
+        .collect()
+}
+
+/// Hands the workers the desired values that are new since the last profile: all of
+/// them for a device that (re)started, the changed ones for the others.
+fn route_desired<D: Driver>(
+    sup: &Supervisor<D>,
+    summary: &ApplySummary,
+    last: &DesiredMap,
+    now: &DesiredMap,
+) {
+    for (id, values) in now {
+        let fresh = summary.started.contains(id) || summary.restarted.contains(id);
+        let before = last.get(id);
+        let send: Vec<Desired> = values
+            .iter()
+            .filter(|d| fresh || before.is_none_or(|b| !b.contains(d)))
+            .cloned()
+            .collect();
+        if !send.is_empty() {
+            debug!(device = %id, count = send.len(), "desired values from the device spec");
+            sup.route(id, Cmd::Desired(send));
+        }
+    }
+}
+
 fn log_loaded<D: Driver>(loaded: &Loaded<D>) {
     for e in &loaded.errors {
         error!("profile: {e}");
@@ -94,6 +149,18 @@ pub async fn run<D: Driver>(
     settings: Settings,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), RunError> {
+    #[cfg(feature = "kube")]
+    let kube_client = match &settings.profile {
+        ProfileSetting::Kube(k) => Some(crate::kube_source::client(&k.connection).await?),
+        _ => None,
+    };
+    // v1beta1 Devices carry desired values in their spec: those are writes.
+    #[cfg(feature = "kube")]
+    let spec_desired = matches!(&settings.profile, ProfileSetting::Kube(k)
+        if k.watch == crate::kube_source::KubeWatch::Devices);
+    #[cfg(not(feature = "kube"))]
+    let spec_desired = false;
+    let mut last_desired = BTreeMap::new();
     let driver = Arc::new(driver);
     let cancel = CancellationToken::new();
     let (out_tx, out_rx) = mpsc::channel(4096);
@@ -110,6 +177,14 @@ pub async fn run<D: Driver>(
         ProfileSetting::Inline(text) => {
             info!("using the device profile from DEVICE_PROFILE");
             let _ = prof_tx.send(Some(Arc::from(text.as_str())));
+        }
+        #[cfg(feature = "kube")]
+        ProfileSetting::Kube(k) => {
+            info!(source = ?k.watch, namespace = ?k.namespace, node = ?k.node_name, "watching the device profile in the kubernetes API");
+            if let Some(client) = kube_client {
+                let src = crate::kube_source::KubeSource::new(client, k.clone());
+                tokio::spawn(src.watch(prof_tx.clone(), cancel.child_token()));
+            }
         }
     }
     let mut sup = Supervisor::new(
@@ -133,7 +208,16 @@ pub async fn run<D: Driver>(
                     if loaded.unreadable {
                         error!("the new profile cannot be read; the running devices are kept");
                     } else {
-                        sup.apply(loaded.devices).await;
+                        let desired = if spec_desired {
+                            desired_in(&loaded.devices)
+                        } else {
+                            BTreeMap::new()
+                        };
+                        let summary = sup.apply(loaded.devices).await;
+                        if spec_desired {
+                            route_desired(&sup, &summary, &last_desired, &desired);
+                            last_desired = desired;
+                        }
                     }
                 }
             }
@@ -281,6 +365,11 @@ pub fn main<D: Driver>(driver: D) -> ExitCode {
                 }
             },
             (None, ProfileSetting::Inline(t)) => t.clone(),
+            #[cfg(feature = "kube")]
+            (None, ProfileSetting::Kube(_)) => {
+                eprintln!("error: the profile comes from the kubernetes API; give `check` a file");
+                return ExitCode::from(2);
+            }
         };
         let loaded = load(&driver, &text, &settings.resolve);
         print!("{}", check_report(&loaded));

@@ -73,6 +73,16 @@ pub struct MapperSection {
     pub offline_after: Option<u32>,
     /// Smallest collect/report cycle in milliseconds (default 10).
     pub min_cycle_ms: Option<u64>,
+    /// Where the profile comes from: `file` (default), `configmap` (the device-profile
+    /// ConfigMap from the API) or `devices` (v1beta1 Device/DeviceModel objects). The
+    /// last two need a mapper built with the `kube` feature.
+    pub source: Option<String>,
+    /// A kubeconfig file for the `configmap` and `devices` sources.
+    pub kubeconfig: Option<PathBuf>,
+    /// A plain-HTTP API endpoint such as edgecore's MetaServer (`http://127.0.0.1:10550`).
+    pub meta_server: Option<String>,
+    /// The ConfigMap to watch (default `device-profile-config-<nodeName>`).
+    pub config_map_name: Option<String>,
 }
 
 /// A settings problem; the mapper does not start.
@@ -174,6 +184,22 @@ pub struct CommonArgs {
     /// Log filter, e.g. `info` or `mapper_sdk=debug` (default: RUST_LOG, else info).
     #[arg(long)]
     pub log_level: Option<String>,
+    /// Profile source: file, configmap or devices (overrides mapper.source).
+    #[cfg(feature = "kube")]
+    #[arg(long, env = "MAPPER_SOURCE")]
+    pub source: Option<String>,
+    /// Kubeconfig for the configmap/devices sources (overrides mapper.kubeconfig).
+    #[cfg(feature = "kube")]
+    #[arg(long)]
+    pub kubeconfig: Option<PathBuf>,
+    /// Plain-HTTP API endpoint, e.g. http://127.0.0.1:10550 (overrides mapper.metaServer).
+    #[cfg(feature = "kube")]
+    #[arg(long, env = "META_SERVER")]
+    pub meta_server: Option<String>,
+    /// The ConfigMap to watch (overrides mapper.configMapName).
+    #[cfg(feature = "kube")]
+    #[arg(long)]
+    pub configmap_name: Option<String>,
 }
 
 /// Where the profile comes from.
@@ -183,6 +209,9 @@ pub enum ProfileSetting {
     File(PathBuf),
     /// Text given in the `DEVICE_PROFILE` environment variable.
     Inline(String),
+    /// The Kubernetes API (the device-profile ConfigMap or v1beta1 Devices).
+    #[cfg(feature = "kube")]
+    Kube(crate::kube_source::KubeSettings),
 }
 
 /// Everything [`crate::run`] needs.
@@ -283,6 +312,20 @@ impl Settings {
             });
         }
         let s = file.mapper;
+        let source = KubeArgs {
+            #[cfg(feature = "kube")]
+            source: args.source.clone().or(s.source.clone()),
+            #[cfg(not(feature = "kube"))]
+            source: s.source.clone(),
+            #[cfg(feature = "kube")]
+            kubeconfig: args.kubeconfig.clone().or(s.kubeconfig.clone()),
+            #[cfg(feature = "kube")]
+            meta_server: args.meta_server.clone().or(s.meta_server.clone()),
+            #[cfg(feature = "kube")]
+            config_map_name: args.configmap_name.clone().or(s.config_map_name.clone()),
+            #[cfg(feature = "kube")]
+            namespace: s.namespace.clone().filter(|n| !n.is_empty()),
+        };
         let legacy = args.legacy_states || s.legacy_states.unwrap_or(false);
         mqtt.state_names = if legacy {
             StateNames::legacy()
@@ -333,9 +376,25 @@ impl Settings {
             .clone()
             .or(file.configmap)
             .unwrap_or_else(|| PathBuf::from(DEFAULT_PROFILE));
-        let profile = match env_profile.filter(|p| !p.trim().is_empty()) {
-            Some(text) if !path.exists() => ProfileSetting::Inline(text),
-            _ => ProfileSetting::File(path),
+        let profile = match source
+            .source
+            .as_deref()
+            .map(str::to_ascii_lowercase)
+            .as_deref()
+        {
+            None | Some("" | "file") => match env_profile.filter(|p| !p.trim().is_empty()) {
+                Some(text) if !path.exists() => ProfileSetting::Inline(text),
+                _ => ProfileSetting::File(path),
+            },
+            Some(kind @ ("configmap" | "devices")) => {
+                kube_profile(kind, &source, mqtt.node_name.as_deref())?
+            }
+            Some(other) => {
+                return Err(SettingsError::Invalid {
+                    field: "mapper.source".into(),
+                    message: format!("{other:?} is not a source; use file, configmap or devices"),
+                });
+            }
         };
         Ok(Self {
             mqtt,
@@ -344,6 +403,71 @@ impl Settings {
             runtime,
         })
     }
+}
+
+/// The kube-related settings after flags are merged over the file.
+struct KubeArgs {
+    source: Option<String>,
+    #[cfg(feature = "kube")]
+    kubeconfig: Option<PathBuf>,
+    #[cfg(feature = "kube")]
+    meta_server: Option<String>,
+    #[cfg(feature = "kube")]
+    config_map_name: Option<String>,
+    #[cfg(feature = "kube")]
+    namespace: Option<String>,
+}
+
+#[cfg(not(feature = "kube"))]
+fn kube_profile(
+    kind: &str,
+    _: &KubeArgs,
+    _: Option<&str>,
+) -> Result<ProfileSetting, SettingsError> {
+    Err(SettingsError::Invalid {
+        field: "mapper.source".into(),
+        message: format!(
+            "{kind} needs a mapper built with the `kube` cargo feature; this one reads files only"
+        ),
+    })
+}
+
+#[cfg(feature = "kube")]
+fn kube_profile(
+    kind: &str,
+    a: &KubeArgs,
+    node: Option<&str>,
+) -> Result<ProfileSetting, SettingsError> {
+    use crate::kube_source::{KubeConnection, KubeSettings, KubeWatch};
+    let connection = match (&a.meta_server, &a.kubeconfig) {
+        (Some(url), _) if !url.is_empty() => KubeConnection::MetaServer(url.clone()),
+        (_, Some(path)) if !path.as_os_str().is_empty() => KubeConnection::Kubeconfig(path.clone()),
+        _ => KubeConnection::Default,
+    };
+    let (watch, namespace) = if kind == "devices" {
+        (KubeWatch::Devices, a.namespace.clone())
+    } else {
+        let name = match (&a.config_map_name, node) {
+            (Some(n), _) if !n.is_empty() => n.clone(),
+            (_, Some(node)) => format!("device-profile-config-{node}"),
+            _ => {
+                return Err(SettingsError::Invalid {
+                    field: "mapper.configMapName".into(),
+                    message: "the configmap source needs a ConfigMap name or a node name (mapper.nodeName, --node-name or NODE_NAME)".into(),
+                });
+            }
+        };
+        (
+            KubeWatch::ConfigMap { name },
+            Some(a.namespace.clone().unwrap_or_else(|| "default".into())),
+        )
+    };
+    Ok(ProfileSetting::Kube(KubeSettings {
+        connection,
+        watch,
+        namespace,
+        node_name: node.map(str::to_owned),
+    }))
 }
 
 #[cfg(test)]
@@ -392,6 +516,61 @@ mod tests {
         let s = Settings::merge(&args, ConfigFile::default(), "modbus", Some("{}".into())).unwrap();
         assert_eq!(s.profile, ProfileSetting::Inline("{}".into()));
         assert!(s.mqtt.client_id.starts_with("modbus-mapper-"));
+    }
+
+    #[test]
+    fn unknown_sources_are_refused() {
+        let f = parse_config("mapper:\n  source: etcd\n", Path::new("c.yaml")).unwrap();
+        let err = Settings::merge(&CommonArgs::default(), f, "m", None).unwrap_err();
+        assert!(err.to_string().contains("mapper.source"), "{err}");
+        let f = parse_config("mapper:\n  source: File\n", Path::new("c.yaml")).unwrap();
+        let s = Settings::merge(&CommonArgs::default(), f, "m", None).unwrap();
+        assert!(matches!(s.profile, ProfileSetting::File(_)));
+    }
+
+    #[cfg(feature = "kube")]
+    #[test]
+    fn kube_sources_are_configured() {
+        use crate::kube_source::{KubeConnection, KubeSettings, KubeWatch};
+        let f = parse_config(
+            "mapper:\n  source: configmap\n  nodeName: edge-1\n  namespace: factory\n",
+            Path::new("c.yaml"),
+        )
+        .unwrap();
+        let s = Settings::merge(&CommonArgs::default(), f, "m", None).unwrap();
+        assert_eq!(
+            s.profile,
+            ProfileSetting::Kube(KubeSettings {
+                connection: KubeConnection::Default,
+                watch: KubeWatch::ConfigMap {
+                    name: "device-profile-config-edge-1".into()
+                },
+                namespace: Some("factory".into()),
+                node_name: Some("edge-1".into()),
+            })
+        );
+        let f = parse_config(
+            "mapper:\n  source: devices\n  metaServer: http://127.0.0.1:10550\n  kubeconfig: /k\n",
+            Path::new("c.yaml"),
+        )
+        .unwrap();
+        let args = CommonArgs {
+            node_name: Some("n".into()),
+            ..CommonArgs::default()
+        };
+        let ProfileSetting::Kube(k) = Settings::merge(&args, f, "m", None).unwrap().profile else {
+            panic!("not a kube source");
+        };
+        assert_eq!(k.watch, KubeWatch::Devices);
+        assert_eq!(k.namespace, None);
+        assert_eq!(
+            k.connection,
+            KubeConnection::MetaServer("http://127.0.0.1:10550".into())
+        );
+        // The ConfigMap source needs a name.
+        let f = parse_config("mapper:\n  source: configmap\n", Path::new("c.yaml")).unwrap();
+        let err = Settings::merge(&CommonArgs::default(), f, "m", None).unwrap_err();
+        assert!(err.to_string().contains("configMapName"), "{err}");
     }
 
     #[test]

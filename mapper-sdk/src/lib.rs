@@ -4,12 +4,15 @@
 //! A protocol mapper implements [`driver::Driver`] and [`driver::Device`] and hands the
 //! driver to [`main`] (or [`run`] in tests). The SDK parses device profiles in every
 //! KubeEdge format ([`profile`]), runs one worker per device with per-property schedules,
-//! reconnects and device states ([`runtime`]), watches the mounted profile ([`source`]),
+//! reconnects and device states ([`runtime`]), watches the mounted profile ([`source`])
+//! or, with the `kube` feature, the Kubernetes API (`kube_source`),
 //! and speaks KubeEdge's MQTT twin contract to edgecore ([`twin`], [`mqtt`]).
 
 pub mod app;
 pub mod config;
 pub mod driver;
+#[cfg(feature = "kube")]
+pub mod kube_source;
 pub mod model;
 pub mod mqtt;
 pub mod profile;
