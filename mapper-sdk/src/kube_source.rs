@@ -376,6 +376,13 @@ mod tests {
         assert_eq!(a["kind"], "Device");
         assert!(a.get("status").is_none());
         assert!(a["metadata"].get("resourceVersion").is_none());
+        // The malformed Device is an error for itself only, named by resolve.
+        let r = crate::profile::resolve(&text, &crate::profile::ResolveOptions::default());
+        assert!(
+            r.errors.iter().any(|e| e.to_string().contains("bad")),
+            "{:?}",
+            r.errors
+        );
 
         // A re-list replaces everything at InitDone, dropping objects deleted meanwhile.
         let mut caches = caches;
