@@ -16,6 +16,20 @@
 //! `status`, `resourceVersion` and `managedFields` are dropped before rendering, so
 //! edgecore's status reports do not make the mapper re-apply its profile.
 //!
+//! Settings (config file `mapper:` keys; flags exist in builds with the feature):
+//!
+//! | Key | Flag / env | Meaning |
+//! |---|---|---|
+//! | `source` | `--source` / `MAPPER_SOURCE` | `file` (default), `configmap` or `devices` |
+//! | `metaServer` | `--meta-server` / `META_SERVER` | plain-HTTP endpoint, e.g. `http://127.0.0.1:10550` |
+//! | `kubeconfig` | `--kubeconfig` | a kubeconfig file (when no `metaServer`) |
+//! | `configMapName` | `--configmap-name` | default `device-profile-config-<nodeName>` |
+//! | `namespace` | | the ConfigMap's namespace (default `default`); for `devices`, unset watches all namespaces |
+//! | `nodeName` | `--node-name` / `NODE_NAME` | only Devices with this `spec.nodeName` |
+//!
+//! With neither `metaServer` nor `kubeconfig`, the service account is used inside a
+//! cluster (`KUBERNETES_SERVICE_HOST` set) and [`DEFAULT_META_SERVER`] elsewhere.
+//!
 //! Watch errors never end the source: they are logged, backed off (kube's default
 //! backoff) and the watch resumes, re-listing when the server says 410 Gone.
 

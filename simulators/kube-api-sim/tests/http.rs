@@ -138,11 +138,34 @@ async fn crud_and_list_carry_resource_versions() {
     assert_eq!(patched["metadata"]["resourceVersion"], "2");
     assert_eq!(patched["data"]["other"], "y");
 
+    // Strategic merge patches are refused; PUT replaces the object.
+    let (code, st) = call(
+        &api,
+        "PATCH",
+        &format!("{CM}/a"),
+        Some(("application/strategic-merge-patch+json", json!({}))),
+    )
+    .await;
+    assert_eq!(
+        (code, st["reason"].as_str()),
+        (415, Some("UnsupportedMediaType"))
+    );
+    let (code, replaced) = call(
+        &api,
+        "PUT",
+        &format!("{CM}/a"),
+        Some(("application/json", cm("a", "[]"))),
+    )
+    .await;
+    assert_eq!(code, 200);
+    assert_eq!(replaced["data"], json!({"deviceProfile.json": "[]"}));
+    assert_eq!(replaced["metadata"]["resourceVersion"], "3");
+
     call(&api, "POST", CM, Some(("application/json", cm("b", "{}")))).await;
     let (code, list) = call(&api, "GET", CM, None).await;
     assert_eq!(code, 200);
     assert_eq!(list["kind"], "ConfigMapList");
-    assert_eq!(list["metadata"]["resourceVersion"], "3");
+    assert_eq!(list["metadata"]["resourceVersion"], "4");
     assert_eq!(list["items"].as_array().unwrap().len(), 2);
     let (_, one) = call(
         &api,
@@ -163,7 +186,7 @@ async fn crud_and_list_carry_resource_versions() {
     let (code, _) = call(&api, "DELETE", &format!("{CM}/a"), None).await;
     assert_eq!(code, 200);
     assert!(api.get(Kind::ConfigMap, "default", "a").is_none());
-    assert_eq!(api.resource_version(), 4);
+    assert_eq!(api.resource_version(), 5);
 }
 
 #[tokio::test]
