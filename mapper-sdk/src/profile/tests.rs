@@ -3,7 +3,7 @@ use super::*;
 use std::path::{Path, PathBuf};
 
 fn samples_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/reference/kubeedge-samples")
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/kubeedge-samples")
 }
 
 fn sample(name: &str) -> String {

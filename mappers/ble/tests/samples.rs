@@ -11,7 +11,7 @@ use mapper_sdk::model::DataType;
 use mapper_sdk::profile::ResolveOptions;
 
 fn samples() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/reference/kubeedge-samples")
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/kubeedge-samples")
 }
 
 fn read(path: &Path) -> Option<String> {
