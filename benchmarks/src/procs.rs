@@ -413,12 +413,29 @@ pub fn cpu_ticks(pid: u32) -> Result<u64> {
     Ok(measure::parse_stat_cpu_ticks(&s)?)
 }
 
-/// `VmRSS` and `VmHWM` of a process, bytes.
-pub fn memory(pid: u32) -> Result<(u64, u64)> {
+/// Memory of a process from `/proc/PID/status`, bytes.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Memory {
+    /// `VmRSS`: resident set.
+    pub rss: u64,
+    /// `VmHWM`: peak resident set.
+    pub hwm: u64,
+    /// `RssAnon`: resident anonymous memory (heap, stacks).
+    pub anon: u64,
+    /// `RssFile`: resident file-backed pages (the binary's and shared libraries' code).
+    pub file: u64,
+}
+
+/// Memory figures of a process.
+pub fn memory(pid: u32) -> Result<Memory> {
     let s = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
     let rss = measure::parse_status_kb(&s, "VmRSS").context("no VmRSS")?;
-    let hwm = measure::parse_status_kb(&s, "VmHWM").unwrap_or(rss);
-    Ok((rss, hwm))
+    Ok(Memory {
+        rss,
+        hwm: measure::parse_status_kb(&s, "VmHWM").unwrap_or(rss),
+        anon: measure::parse_status_kb(&s, "RssAnon").unwrap_or(0),
+        file: measure::parse_status_kb(&s, "RssFile").unwrap_or(0),
+    })
 }
 
 /// Clock ticks per second (`getconf CLK_TCK`, 100 if unknown).

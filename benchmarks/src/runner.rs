@@ -182,11 +182,12 @@ async fn measure_window(
     let a = mark(setup)?;
     let mut rss_max = 0u64;
     while a.at.elapsed() < s.window {
-        rss_max = rss_max.max(procs::memory(setup.pid)?.0);
+        rss_max = rss_max.max(procs::memory(setup.pid)?.rss);
         tokio::time::sleep(Duration::from_millis(250).min(s.window)).await;
     }
     let b = mark(setup)?;
-    let (rss, hwm) = procs::memory(setup.pid)?;
+    let mem = procs::memory(setup.pid)?;
+    let (rss, hwm) = (mem.rss, mem.hwm);
     let wall = (b.at - a.at).as_secs_f64();
     let sim_secs = (b.sim.timestamp_ms.saturating_sub(a.sim.timestamp_ms)) as f64 / 1000.0;
     let per_sim = |x: u64, y: u64| {
@@ -218,6 +219,8 @@ async fn measure_window(
     m.insert("rss_mb".into(), rss as f64 / 1_048_576.0);
     m.insert("rss_max_mb".into(), rss_max.max(rss) as f64 / 1_048_576.0);
     m.insert("rss_hwm_mb".into(), hwm as f64 / 1_048_576.0);
+    m.insert("rss_anon_mb".into(), mem.anon as f64 / 1_048_576.0);
+    m.insert("rss_file_mb".into(), mem.file as f64 / 1_048_576.0);
     Ok(r)
 }
 
