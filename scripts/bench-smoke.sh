@@ -10,7 +10,7 @@ cargo build --release -q -p modbus-mapper -p modbus-sim -p benchmarks
 out=$(mktemp -d)
 trap 'rm -rf "$out"' EXIT
 "$target/release/bench" --smoke --bin-dir "$target/release" --out "$out"
-for f in summary.json p1-properties.svg p3-latency.svg p4-rtu.svg; do
+for f in summary.json p1-properties.svg p3-delta-latency.svg p4-rtu.svg; do
   [ -s "$out/$f" ] || { echo "bench smoke: $f was not written" >&2; exit 1; }
 done
 echo "bench smoke test passed"

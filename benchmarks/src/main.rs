@@ -56,6 +56,9 @@ struct Cli {
     /// Tiny workloads, one run, one-second windows: checks the pipeline (CI), not timing.
     #[arg(long)]
     smoke: bool,
+    /// Run nothing; summarize and plot the result files already in --out.
+    #[arg(long)]
+    report_only: bool,
 }
 
 fn workspace_root() -> PathBuf {
@@ -162,11 +165,17 @@ fn make_plots(
     results: &[RunResult],
     summary: &[(String, String, std::collections::BTreeMap<String, f64>)],
 ) -> Result<()> {
-    let p1: Vec<(f64, &std::collections::BTreeMap<String, f64>)> = summary
+    let mut p1: Vec<(f64, &std::collections::BTreeMap<String, f64>)> = summary
         .iter()
         .filter(|(s, _, _)| s == "p1")
-        .filter_map(|(_, v, m)| Some((v.parse::<f64>().ok()?, m)))
+        .filter_map(|(_, v, m)| {
+            let r = results
+                .iter()
+                .find(|r| r.scenario == "p1" && &r.variant == v)?;
+            Some((r.devices as f64, m))
+        })
         .collect();
+    p1.sort_by(|a, b| a.0.total_cmp(&b.0));
     if !p1.is_empty() {
         let pick = |k: &str| {
             p1.iter()
@@ -192,23 +201,39 @@ fn make_plots(
             &[("mapper CPU", pick("cpu_percent"))],
         )?;
     }
-    let lat = |k: &str| {
+    let mut variants: Vec<&str> = results
+        .iter()
+        .filter(|r| r.scenario == "p3")
+        .map(|r| r.variant.as_str())
+        .collect();
+    variants.dedup();
+    let lat = |v: &str, k: &str| {
         results
             .iter()
-            .filter(|r| r.scenario == "p3")
+            .filter(|r| r.scenario == "p3" && r.variant == v)
             .flat_map(|r| r.samples.get(k).cloned().unwrap_or_default())
             .collect::<Vec<f64>>()
     };
-    let (a, b) = (lat("delta_to_register_ms"), lat("register_to_twin_ms"));
-    if !a.is_empty() || !b.is_empty() {
-        plot::cdf(
-            &out.join("p3-latency.svg"),
-            "P3: latency distributions (all runs)",
-            &[
-                ("twin delta -> register written", a),
-                ("register changed -> twin/update (100 ms cycle)", b),
-            ],
-        )?;
+    for (file, key, title) in [
+        (
+            "p3-delta-latency.svg",
+            "delta_to_register_ms",
+            "P3: twin delta published -> register written (all runs)",
+        ),
+        (
+            "p3-register-latency.svg",
+            "register_to_twin_ms",
+            "P3: register changed -> twin/update received (100 ms cycle)",
+        ),
+    ] {
+        let series: Vec<(&str, Vec<f64>)> = variants
+            .iter()
+            .map(|v| (*v, lat(v, key)))
+            .filter(|(_, s)| !s.is_empty())
+            .collect();
+        if !series.is_empty() {
+            plot::cdf(&out.join(file), title, &series)?;
+        }
     }
     let groups: Vec<(&str, f64, f64)> = summary
         .iter()
@@ -272,7 +297,12 @@ async fn main() -> Result<()> {
         .with_context(|| format!("cannot create {}", cli.out.display()))?;
     let mut results = Vec::new();
     let mut failures = 0;
-    for (sc, variant, w) in plan(cli.scenario, cli.smoke) {
+    let todo = if cli.report_only {
+        Vec::new()
+    } else {
+        plan(cli.scenario, cli.smoke)
+    };
+    for (sc, variant, w) in todo {
         for run in 1..=runs {
             eprintln!(
                 "{sc:?} {variant} run {run}/{runs}: {} devices, {} properties, {:?} cycle",
@@ -298,6 +328,9 @@ async fn main() -> Result<()> {
             }
         }
     }
+    // Summaries and plots cover every result file in the output directory, so scenarios
+    // can be re-run one at a time.
+    let results = runner::load_results(&cli.out)?;
     let summary = runner::summarize(&results);
     let mut md = String::from("| scenario | variant | metric | median |\n|---|---|---|---|\n");
     for (s, v, m) in &summary {

@@ -83,6 +83,16 @@ pub fn free_port() -> Result<u16> {
     Ok(l.local_addr()?.port())
 }
 
+/// `set_tcp_nodelay true` unless `BENCH_BROKER_NAGLE` is set (mosquitto's default keeps
+/// Nagle's algorithm on, which delays small publishes by up to a delayed-ACK period).
+fn nodelay_line() -> &'static str {
+    if std::env::var_os("BENCH_BROKER_NAGLE").is_some() {
+        ""
+    } else {
+        "set_tcp_nodelay true\n"
+    }
+}
+
 /// Starts mosquitto on a free loopback port; returns it and the port once it accepts.
 pub async fn start_broker(mosquitto: &Path, dir: &Path) -> Result<(Proc, u16)> {
     let port = free_port()?;
@@ -92,7 +102,8 @@ pub async fn start_broker(mosquitto: &Path, dir: &Path) -> Result<(Proc, u16)> {
         .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
         .unwrap_or_default();
     let mut conf = format!(
-        "listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\nmax_queued_messages 100000\n"
+        "listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\nmax_queued_messages 100000\n{}",
+        nodelay_line()
     );
     if !user.is_empty() {
         conf.push_str(&format!("user {user}\n"));

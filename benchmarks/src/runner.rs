@@ -249,6 +249,7 @@ async fn latency_inner(
     let start = Instant::now();
     let mut value: u16 = 1000 + (run as u16) * 3000;
     let topic = format!("$hw/events/device/{device}/twin/update/delta");
+    let mut rng = 0x9E37_79B9_7F4A_7C15u64 ^ (run as u64);
     while start.elapsed() < s.window {
         // Delta -> register.
         value += 1;
@@ -279,7 +280,10 @@ async fn latency_inner(
             .sub
             .wait_value(&device, SETPOINT, &v, w.cycle * 3 + Duration::from_secs(1))
             .await;
-        // Register -> twin/update.
+        // Register -> twin/update, at a random phase of the collect cycle (otherwise the
+        // loop locks onto the mapper's schedule and samples a single phase).
+        let phase = phase_fraction(&mut rng) * w.cycle.as_secs_f64();
+        tokio::time::sleep(Duration::from_secs_f64(phase)).await;
         value += 1;
         let t0 = Instant::now();
         probe.write(1, SETPOINT_ADDRESS, value).await?;
@@ -309,6 +313,16 @@ async fn latency_inner(
     r.samples.insert("delta_to_register_ms".into(), to_register);
     r.samples.insert("register_to_twin_ms".into(), to_twin);
     Ok(r)
+}
+
+/// A pseudo-random fraction in [0, 1) (xorshift64; reproducible per run).
+pub fn phase_fraction(state: &mut u64) -> f64 {
+    let mut x = (*state).max(1);
+    x ^= x << 13;
+    x ^= x >> 7;
+    x ^= x << 17;
+    *state = x;
+    (x >> 11) as f64 / (1u64 << 53) as f64
 }
 
 /// P4: one RTU line; measured cycle time against the wire-time minimum.
@@ -344,6 +358,26 @@ pub fn write_result(dir: &Path, r: &RunResult) -> Result<PathBuf> {
     let path = dir.join(format!("{}-{}-run{}.json", r.scenario, r.variant, r.run));
     std::fs::write(&path, serde_json::to_vec_pretty(r)?)?;
     Ok(path)
+}
+
+/// Every `*-run*.json` result in `dir`, sorted by file name.
+pub fn load_results(dir: &Path) -> Result<Vec<RunResult>> {
+    let mut paths: Vec<PathBuf> = std::fs::read_dir(dir)?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| {
+            p.extension().is_some_and(|x| x == "json")
+                && p.file_name()
+                    .is_some_and(|n| n.to_string_lossy().contains("-run"))
+        })
+        .collect();
+    paths.sort();
+    paths
+        .iter()
+        .map(|p| {
+            let bytes = std::fs::read(p)?;
+            serde_json::from_slice(&bytes).with_context(|| format!("cannot parse {}", p.display()))
+        })
+        .collect()
 }
 
 /// Median of every metric over the runs of each (scenario, variant), in first-seen order.
@@ -385,6 +419,14 @@ pub fn summarize(results: &[RunResult]) -> Vec<(String, String, BTreeMap<String,
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn phases_are_fractions() {
+        let mut s = 42;
+        let v: Vec<f64> = (0..1000).map(|_| phase_fraction(&mut s)).collect();
+        assert!(v.iter().all(|x| (0.0..1.0).contains(x)));
+        assert!(v.iter().any(|&x| x < 0.1) && v.iter().any(|&x| x > 0.9));
+    }
 
     #[test]
     fn summary_takes_medians_per_variant() {
