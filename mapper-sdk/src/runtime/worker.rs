@@ -459,10 +459,14 @@ impl<D: Driver> Run<D> {
             };
             let force = std::mem::take(&mut self.props[i].force_report);
             let heartbeat = def.report_cycle;
+            let collect = def.collect_cycle;
             let due = |sent: &Option<(String, Instant)>| match sent {
                 None => true,
                 Some((t, at)) => {
-                    force || *t != text || heartbeat.is_some_and(|h| now.duration_since(*at) >= h)
+                    force
+                        || *t != text
+                        || heartbeat
+                            .is_some_and(|h| heartbeat_due(now.duration_since(*at), h, collect))
                 }
             };
             let p = &self.props[i];
@@ -656,11 +660,40 @@ impl<D: Driver> Run<D> {
     }
 }
 
+/// Whether an unchanged value is due for its heartbeat report. Reports happen at read
+/// ticks, and the previous report was stamped when its read finished, so the elapsed time
+/// at the next tick can fall just short of the heartbeat: half a collect cycle of slack
+/// keeps "report every collect" from silently becoming "every other collect".
+fn heartbeat_due(elapsed: Duration, heartbeat: Duration, collect: Option<Duration>) -> bool {
+    let slack = collect.unwrap_or(heartbeat).min(heartbeat) / 2;
+    elapsed + slack >= heartbeat
+}
+
 async fn next_push<T: Device>(
     link: &mut Option<T>,
 ) -> Option<(PropertyName, Result<Value, DriverError>)> {
     match link {
         Some(l) => l.next_push().await,
         None => std::future::pending().await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn heartbeat_every_collect_survives_tick_jitter() {
+        let s = Duration::from_secs(1);
+        let ms = Duration::from_millis;
+        // reportCycle = collectCycle: the next tick, a hair under a cycle later, reports.
+        assert!(heartbeat_due(ms(999), s, Some(s)));
+        assert!(!heartbeat_due(ms(400), s, Some(s)));
+        // A 30 s heartbeat with 1 s reads: due at the tick around 30 s, not before.
+        assert!(!heartbeat_due(ms(29_000), Duration::from_secs(30), Some(s)));
+        assert!(heartbeat_due(ms(29_600), Duration::from_secs(30), Some(s)));
+        // Never-polled (push-only) properties use the heartbeat itself.
+        assert!(heartbeat_due(ms(5_000), Duration::from_secs(10), None));
+        assert!(!heartbeat_due(ms(4_000), Duration::from_secs(10), None));
     }
 }
