@@ -505,6 +505,59 @@ impl TwinPeer {
     }
 }
 
+/// Settings for a mapper under test: the broker, a client id, the profile, and short
+/// reconnect and write-retry delays so that recovery happens within test deadlines.
+pub fn test_settings(
+    broker: &Mosquitto,
+    client_id: &str,
+    profile: crate::config::ProfileSetting,
+) -> crate::config::Settings {
+    crate::config::Settings {
+        mqtt: crate::mqtt::MqttSettings::from_url(&broker.url(), client_id).unwrap(),
+        profile,
+        resolve: crate::profile::ResolveOptions::default(),
+        runtime: crate::runtime::RuntimeOptions {
+            reconnect_min: Duration::from_millis(50),
+            reconnect_max: Duration::from_millis(500),
+            write_retry_min: Duration::from_millis(100),
+            write_retry_max: Duration::from_millis(500),
+            ..crate::runtime::RuntimeOptions::default()
+        },
+    }
+}
+
+/// A mapper running in this process ([`crate::run`]) until [`InProcessMapper::stop`].
+pub struct InProcessMapper {
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    task: tokio::task::JoinHandle<Result<(), crate::app::RunError>>,
+}
+
+impl InProcessMapper {
+    /// Starts `driver` with `settings`.
+    pub fn start<D: Driver>(driver: D, settings: crate::config::Settings) -> Self {
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(crate::run(driver, settings, async {
+            let _ = rx.await;
+        }));
+        Self {
+            stop: Some(tx),
+            task,
+        }
+    }
+
+    /// Shuts the mapper down (devices reported offline, MQTT flushed) and waits for it.
+    pub async fn stop(mut self) {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+        tokio::time::timeout(Duration::from_secs(30), &mut self.task)
+            .await
+            .expect("the mapper stops within 30 s")
+            .expect("the mapper task does not panic")
+            .expect("the mapper ends without error");
+    }
+}
+
 /// A device id for tests.
 pub fn id(s: &str) -> DeviceId {
     DeviceId(s.to_owned())

@@ -5,15 +5,12 @@
 use std::path::Path;
 use std::time::Duration;
 
-use mapper_sdk::config::{ProfileSetting, Settings};
+use mapper_sdk::config::ProfileSetting;
 use mapper_sdk::driver::DriverError;
 use mapper_sdk::model::Value;
-use mapper_sdk::mqtt::MqttSettings;
-use mapper_sdk::profile::ResolveOptions;
-use mapper_sdk::runtime::RuntimeOptions;
-use mapper_sdk::testing::{MemoryDriver, MemoryState, Mosquitto, TwinPeer, wait_until};
-use tokio::sync::oneshot;
-use tokio::task::JoinHandle;
+use mapper_sdk::testing::{
+    InProcessMapper, MemoryDriver, MemoryState, Mosquitto, TwinPeer, test_settings, wait_until,
+};
 
 const WAIT: Duration = Duration::from_secs(15);
 
@@ -63,46 +60,17 @@ fn seed(state: &MemoryState, device: &str) {
     state.set(device, "humidity", Value::Int(40));
 }
 
-struct Mapper {
-    stop: Option<oneshot::Sender<()>>,
-    task: JoinHandle<()>,
-}
+struct Mapper;
 
 impl Mapper {
-    fn start(broker: &Mosquitto, state: &MemoryState, profile: ProfileSetting, name: &str) -> Self {
-        let settings = Settings {
-            mqtt: MqttSettings::from_url(&broker.url(), &format!("test-{name}")).unwrap(),
-            profile,
-            resolve: ResolveOptions::default(),
-            runtime: RuntimeOptions {
-                reconnect_min: Duration::from_millis(50),
-                reconnect_max: Duration::from_millis(500),
-                write_retry_min: Duration::from_millis(100),
-                write_retry_max: Duration::from_millis(500),
-                ..RuntimeOptions::default()
-            },
-        };
-        let (tx, rx) = oneshot::channel();
-        let driver = MemoryDriver::new(state.clone());
-        let task = tokio::spawn(async move {
-            mapper_sdk::run(driver, settings, async {
-                let _ = rx.await;
-            })
-            .await
-            .unwrap();
-        });
-        Self {
-            stop: Some(tx),
-            task,
-        }
-    }
-
-    async fn stop(mut self) {
-        let _ = self.stop.take().unwrap().send(());
-        tokio::time::timeout(WAIT, self.task)
-            .await
-            .unwrap()
-            .unwrap();
+    fn start(
+        broker: &Mosquitto,
+        state: &MemoryState,
+        profile: ProfileSetting,
+        name: &str,
+    ) -> InProcessMapper {
+        let settings = test_settings(broker, &format!("test-{name}"), profile);
+        InProcessMapper::start(MemoryDriver::new(state.clone()), settings)
     }
 }
 

@@ -7,25 +7,19 @@
 use std::time::Duration;
 
 use kube_api_sim::{FakeApi, Kind};
-use mapper_sdk::config::{ProfileSetting, Settings};
+use mapper_sdk::config::ProfileSetting;
 use mapper_sdk::kube_source::{KubeConnection, KubeSettings, KubeWatch};
 use mapper_sdk::model::Value;
-use mapper_sdk::mqtt::MqttSettings;
-use mapper_sdk::profile::ResolveOptions;
-use mapper_sdk::runtime::RuntimeOptions;
-use mapper_sdk::testing::{MemoryDriver, MemoryState, Mosquitto, TwinPeer, wait_until};
+use mapper_sdk::testing::{
+    InProcessMapper, MemoryDriver, MemoryState, Mosquitto, TwinPeer, test_settings, wait_until,
+};
 use serde_json::{Value as Json, json};
-use tokio::sync::oneshot;
-use tokio::task::JoinHandle;
 
 const WAIT: Duration = Duration::from_secs(20);
 const NS: &str = "default";
 const NODE: &str = "edge-1";
 
-struct Mapper {
-    stop: Option<oneshot::Sender<()>>,
-    task: JoinHandle<()>,
-}
+struct Mapper;
 
 impl Mapper {
     fn start(
@@ -34,45 +28,15 @@ impl Mapper {
         api: &FakeApi,
         watch: KubeWatch,
         name: &str,
-    ) -> Self {
-        let settings = Settings {
-            mqtt: MqttSettings::from_url(&broker.url(), &format!("test-{name}")).unwrap(),
-            profile: ProfileSetting::Kube(KubeSettings {
-                connection: KubeConnection::MetaServer(api.url()),
-                watch,
-                namespace: Some(NS.into()),
-                node_name: Some(NODE.into()),
-            }),
-            resolve: ResolveOptions::default(),
-            runtime: RuntimeOptions {
-                reconnect_min: Duration::from_millis(50),
-                reconnect_max: Duration::from_millis(500),
-                write_retry_min: Duration::from_millis(100),
-                write_retry_max: Duration::from_millis(500),
-                ..RuntimeOptions::default()
-            },
-        };
-        let (tx, rx) = oneshot::channel();
-        let driver = MemoryDriver::new(state.clone());
-        let task = tokio::spawn(async move {
-            mapper_sdk::run(driver, settings, async {
-                let _ = rx.await;
-            })
-            .await
-            .unwrap();
+    ) -> InProcessMapper {
+        let profile = ProfileSetting::Kube(KubeSettings {
+            connection: KubeConnection::MetaServer(api.url()),
+            watch,
+            namespace: Some(NS.into()),
+            node_name: Some(NODE.into()),
         });
-        Self {
-            stop: Some(tx),
-            task,
-        }
-    }
-
-    async fn stop(mut self) {
-        let _ = self.stop.take().unwrap().send(());
-        tokio::time::timeout(WAIT, self.task)
-            .await
-            .unwrap()
-            .unwrap();
+        let settings = test_settings(broker, &format!("test-{name}"), profile);
+        InProcessMapper::start(MemoryDriver::new(state.clone()), settings)
     }
 }
 

@@ -204,22 +204,7 @@ fn alpha_device(res: Resource, drafts: &mut Drafts) -> Result<(), String> {
             "no protocol is set; add modbus, bluetooth, opcua or customizedProtocol",
         )),
     });
-    for t in status.twins {
-        let split = t
-            .desired
-            .as_ref()
-            .map(RawTwinValue::split)
-            .unwrap_or_default();
-        d.twins.insert(t.property_name, split);
-    }
-    if let Some(data) = spec.data {
-        d.data_properties = data
-            .data_properties
-            .into_iter()
-            .map(|p| p.property_name)
-            .collect();
-        d.data_topic = data.data_topic.filter(|t| !t.is_empty());
-    }
+    d.add_twins_and_data(status.twins, spec.data);
     const NON_PROTOCOL: [&str; 4] = [
         "propertyname",
         "collectcycle",

@@ -118,6 +118,29 @@ struct RawProtocol {
     protocol_common_config: Option<Json>,
 }
 
+impl Draft {
+    /// Records the twins (desired value and stored type) and the data section, which the
+    /// ConfigMap profile and v1alpha2 resources carry in the same shapes.
+    pub(super) fn add_twins_and_data(&mut self, twins: Vec<RawTwin>, data: Option<RawData>) {
+        for t in twins {
+            let split = t
+                .desired
+                .as_ref()
+                .map(RawTwinValue::split)
+                .unwrap_or_default();
+            self.twins.insert(t.property_name, split);
+        }
+        if let Some(data) = data {
+            self.data_properties = data
+                .data_properties
+                .into_iter()
+                .map(|p| p.property_name)
+                .collect();
+            self.data_topic = data.data_topic.filter(|t| !t.is_empty());
+        }
+    }
+}
+
 /// Adds a device-profile JSON document to the drafts and returns its format.
 pub(super) fn add_profile(doc: Json, drafts: &mut Drafts) -> Format {
     let profile: RawProfile = ci::from_value(doc).unwrap_or_default();
@@ -267,22 +290,7 @@ pub(super) fn add_profile(doc: Json, drafts: &mut Drafts) -> Format {
                 )),
             },
         });
-        for t in inst.twins.unwrap_or_default() {
-            let split = t
-                .desired
-                .as_ref()
-                .map(RawTwinValue::split)
-                .unwrap_or_default();
-            d.twins.insert(t.property_name, split);
-        }
-        if let Some(data) = inst.data {
-            d.data_properties = data
-                .data_properties
-                .into_iter()
-                .map(|p| p.property_name)
-                .collect();
-            d.data_topic = data.data_topic.filter(|t| !t.is_empty());
-        }
+        d.add_twins_and_data(inst.twins.unwrap_or_default(), inst.data);
         let visitors = match inst.property_visitors {
             Some(v) if !v.is_empty() => v,
             _ => model_visitors.get(&d.model).cloned().unwrap_or_default(),

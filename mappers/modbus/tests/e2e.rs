@@ -6,16 +6,14 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use mapper_sdk::config::{ProfileSetting, Settings};
-use mapper_sdk::mqtt::MqttSettings;
+use mapper_sdk::config::ProfileSetting;
 use mapper_sdk::profile::ResolveOptions;
-use mapper_sdk::runtime::RuntimeOptions;
-use mapper_sdk::testing::{Mosquitto, TwinPeer, free_port, wait_until};
+use mapper_sdk::testing::{
+    InProcessMapper, Mosquitto, TwinPeer, free_port, test_settings, wait_until,
+};
 use modbus_mapper::ModbusDriver;
 use modbus_sim::{Fault, MapFile, RtuOptions, Simulator};
 use serde_json::Value as Json;
-use tokio::sync::oneshot;
-use tokio::task::JoinHandle;
 
 const WAIT: Duration = Duration::from_secs(20);
 
@@ -62,42 +60,16 @@ fn merge(profiles: &[Json]) -> String {
     out.to_string()
 }
 
-struct Mapper {
-    stop: Option<oneshot::Sender<()>>,
-    task: JoinHandle<()>,
-}
+struct Mapper;
 
 impl Mapper {
-    fn start(broker: &Mosquitto, profile: String, name: &str) -> Self {
-        let settings = Settings {
-            mqtt: MqttSettings::from_url(&broker.url(), &format!("modbus-test-{name}")).unwrap(),
-            profile: ProfileSetting::Inline(profile),
-            resolve: ResolveOptions::default(),
-            runtime: RuntimeOptions {
-                reconnect_min: Duration::from_millis(50),
-                ..RuntimeOptions::default()
-            },
-        };
-        let (tx, rx) = oneshot::channel();
-        let task = tokio::spawn(async move {
-            mapper_sdk::run(ModbusDriver::new(), settings, async {
-                let _ = rx.await;
-            })
-            .await
-            .unwrap();
-        });
-        Self {
-            stop: Some(tx),
-            task,
-        }
-    }
-
-    async fn stop(mut self) {
-        let _ = self.stop.take().unwrap().send(());
-        tokio::time::timeout(WAIT, self.task)
-            .await
-            .unwrap()
-            .unwrap();
+    fn start(broker: &Mosquitto, profile: String, name: &str) -> InProcessMapper {
+        let settings = test_settings(
+            broker,
+            &format!("modbus-test-{name}"),
+            ProfileSetting::Inline(profile),
+        );
+        InProcessMapper::start(ModbusDriver::new(), settings)
     }
 }
 
