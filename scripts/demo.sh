@@ -48,9 +48,12 @@ sim_port=$(sed -n 's/.*tcp=127.0.0.1:\([0-9]*\).*/\1/p' "$work/sim.out" | head -
 
 echo "broker 127.0.0.1:$broker_port   simulator 127.0.0.1:$sim_port   profile device-models/thermostat/profile.json"
 echo "live twin view (* marks values that changed):"
+# Two tracked processes, no pipeline, so that every one of them is stopped at the end.
 mosquitto_sub -h 127.0.0.1 -p "$broker_port" -v \
   -t '$hw/events/device/+/twin/update' -t '$hw/events/device/+/state/update' \
-  -t '$hw/events/device/+/twin/update/delta' -t 'demo/probe' | tee "$work/view.raw" | python3 -u scripts/twin_view.py &
+  -t '$hw/events/device/+/twin/update/delta' -t 'demo/probe' > "$work/view.raw" &
+pids+=($!)
+python3 -u scripts/twin_view.py "$work/view.raw" &
 pids+=($!)
 # The view is ready once it sees its own probe message.
 probe() { mosquitto_pub -h 127.0.0.1 -p "$broker_port" -t demo/probe -m ready && grep -q '^demo/probe' "$work/view.raw"; }

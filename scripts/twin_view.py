@@ -1,12 +1,25 @@
 #!/usr/bin/env python3
-"""Live view of KubeEdge twin traffic: reads `mosquitto_sub -v` lines on stdin and prints
-one readable line per message (reported values, device state, deltas)."""
+"""Live view of KubeEdge twin traffic: reads `mosquitto_sub -v` lines (from stdin, or by
+following the file given as argument, like `tail -f`) and prints one readable line per
+message (reported values, device state, deltas)."""
 import json
 import sys
 import time
 
+
+def follow(path):
+    with open(path, encoding="utf-8", errors="replace") as f:
+        while True:
+            line = f.readline()
+            if line:
+                yield line
+            else:
+                time.sleep(0.1)
+
+
+lines = follow(sys.argv[1]) if len(sys.argv) > 1 else sys.stdin
 twins = {}
-for line in sys.stdin:
+for line in lines:
     topic, _, body = line.rstrip("\n").partition(" ")
     parts = topic.split("/")
     if len(parts) < 5:
