@@ -384,6 +384,15 @@ pub enum WireError {
     UnusableType(String),
 }
 
+/// Checks that a twin's stored type is one edgecore accepts values for at all (contract
+/// E4): `""`, `string`, `int`, `integer`, `float`, `boolean` or `deleted`.
+pub fn check_stored_type(stored: &str) -> Result<(), WireError> {
+    match stored {
+        "" | "string" | "deleted" | "int" | "integer" | "float" | "boolean" => Ok(()),
+        other => Err(WireError::UnusableType(other.to_owned())),
+    }
+}
+
 /// Checks a value the way edgecore does before it stores it (contract §1.2, §1.5): the
 /// character set, and, when the twin's stored type is known, that the value parses as it.
 /// An empty value is accepted (edgecore skips the check).
@@ -397,12 +406,12 @@ pub fn check_wire_value(value: &str, stored_type: Option<&str>) -> Result<(), Wi
     let Some(stored) = stored_type else {
         return Ok(());
     };
+    check_stored_type(stored)?;
     let ok = match stored {
-        "" | "string" | "deleted" => true,
         "int" | "integer" => value.parse::<i64>().is_ok(),
         "float" => value.parse::<f64>().is_ok(),
         "boolean" => value == "true" || value == "false",
-        other => return Err(WireError::UnusableType(other.to_owned())),
+        _ => true, // "", string, deleted (other types were refused above)
     };
     if ok {
         Ok(())

@@ -24,7 +24,7 @@ use std::time::Duration;
 use serde_json::Value as Json;
 use thiserror::Error;
 
-use crate::model::{AccessMode, DataType, DeviceId, PropertyName, check_wire_value};
+use crate::model::{AccessMode, DataType, DeviceId, PropertyName, check_stored_type};
 
 /// How the device part of MQTT topics is formed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -582,7 +582,7 @@ fn finish_device(
             ));
         }
         if let Some(ty) = ty
-            && let Err(e) = check_wire_value("", Some(ty)).and(check_type_name(ty))
+            && let Err(e) = check_stored_type(ty)
         {
             out.warnings.push(Issue::property(
                 label,
@@ -600,13 +600,6 @@ fn finish_device(
         protocol,
         properties,
         data_topic: draft.data_topic,
-    })
-}
-
-fn check_type_name(ty: &str) -> Result<(), crate::model::WireError> {
-    check_wire_value("0", Some(ty)).or_else(|e| match e {
-        crate::model::WireError::UnusableType(_) => Err(e),
-        _ => Ok(()),
     })
 }
 

@@ -17,6 +17,16 @@ use serde_json::Value as Json;
 
 const WAIT: Duration = Duration::from_secs(20);
 
+/// What the thermostat reports first, whoever plays it (modbus-sim with its temperature set
+/// to -12.3, or tests/pymodbus_server.py).
+const THERMOSTAT_AT_START: &[(&str, &str)] = &[
+    ("temperature", "-12.3"),
+    ("humidity", "45"),
+    ("setpoint", "20"),
+    ("mode", "1"),
+    ("heating", "true"),
+];
+
 fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
@@ -125,18 +135,7 @@ async fn tcp_devices_report_exactly_and_deltas_land_in_the_registers() {
     let mapper = Mapper::start(&broker, profile, "tcp");
 
     // Every table and type exactly as the simulator holds it.
-    expect(
-        &peer,
-        "thermostat",
-        &[
-            ("temperature", "-12.3"),
-            ("humidity", "45"),
-            ("setpoint", "20"),
-            ("mode", "1"),
-            ("heating", "true"),
-        ],
-    )
-    .await;
+    expect(&peer, "thermostat", THERMOSTAT_AT_START).await;
     expect(
         &peer,
         "energy-meter",
@@ -507,18 +506,7 @@ async fn interoperates_with_a_pymodbus_server_over_tcp() {
         &[("\"port\": 1502", format!("\"port\": {port}"))],
     )]);
     let mapper = Mapper::start(&broker, profile, "pymodbus-tcp");
-    expect(
-        &peer,
-        "thermostat",
-        &[
-            ("temperature", "-12.3"),
-            ("humidity", "45"),
-            ("setpoint", "20"),
-            ("mode", "1"),
-            ("heating", "true"),
-        ],
-    )
-    .await;
+    expect(&peer, "thermostat", THERMOSTAT_AT_START).await;
     assert!(peer.wait_subscribed("thermostat", WAIT).await);
     peer.send_delta("thermostat", &[("setpoint", "23.5"), ("heating", "false")])
         .await;
@@ -586,18 +574,7 @@ async fn interoperates_with_a_pymodbus_server_over_rtu() {
         )],
     );
     let mapper = Mapper::start(&broker, merge(&[profile]), "pymodbus-rtu");
-    expect(
-        &peer,
-        "thermostat",
-        &[
-            ("temperature", "-12.3"),
-            ("humidity", "45"),
-            ("setpoint", "20"),
-            ("mode", "1"),
-            ("heating", "true"),
-        ],
-    )
-    .await;
+    expect(&peer, "thermostat", THERMOSTAT_AT_START).await;
     assert!(peer.wait_subscribed("thermostat", WAIT).await);
     peer.send_delta("thermostat", &[("setpoint", "19.5"), ("mode", "2")])
         .await;
