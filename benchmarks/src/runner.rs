@@ -87,7 +87,12 @@ impl Setup {
                 .collect();
         }
         let sub = Subscriber::start(port, forward).await?;
-        let profile = dir.join("profile.json");
+        // In a directory of its own, as a mounted ConfigMap is: the mapper re-reads the
+        // profile on any change in its directory, and the simulator's stats file
+        // changes every second.
+        let profile_dir = dir.join("profile");
+        std::fs::create_dir_all(&profile_dir)?;
+        let profile = profile_dir.join("deviceProfile.json");
         std::fs::write(
             &profile,
             serde_json::to_vec_pretty(&scenario::profile(w, &sim.targets))?,
