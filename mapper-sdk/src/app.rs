@@ -176,7 +176,7 @@ pub async fn run<D: Driver>(
         }
         ProfileSetting::Inline(text) => {
             info!("using the device profile from DEVICE_PROFILE");
-            let _ = prof_tx.send(Some(Arc::from(text.as_str())));
+            let _ = prof_tx.send(Some(Arc::new(text.clone())));
         }
         #[cfg(feature = "kube")]
         ProfileSetting::Kube(k) => {
@@ -204,6 +204,15 @@ pub async fn run<D: Driver>(
                 let text = prof_rx.borrow_and_update().clone();
                 if let Some(text) = text {
                     let loaded = load(&*driver, &text, &settings.resolve);
+                    // Drop the channel's copy of the text unless a newer one arrived
+                    // meanwhile (without waking anyone): the sources keep fingerprints.
+                    prof_tx.send_if_modified(|v| {
+                        if v.as_ref().is_some_and(|v| Arc::ptr_eq(v, &text)) {
+                            *v = None;
+                        }
+                        false
+                    });
+                    drop(text);
                     log_loaded(&loaded);
                     if loaded.unreadable {
                         error!("the new profile cannot be read; the running devices are kept");

@@ -48,7 +48,7 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
-use crate::source::ProfileText;
+use crate::source::{Fingerprint, ProfileText};
 
 /// edgecore's MetaServer, the default API endpoint on an edge node.
 pub const DEFAULT_META_SERVER: &str = "http://127.0.0.1:10550";
@@ -316,7 +316,7 @@ impl KubeSource {
         }
         let mut events = futures_util::stream::select_all(streams);
         let node = self.settings.node_name.clone();
-        let mut last: Option<String> = None;
+        let mut last: Option<Fingerprint> = None;
         loop {
             let next = tokio::select! {
                 () = cancel.cancelled() => return,
@@ -338,9 +338,10 @@ impl KubeSource {
                 continue;
             }
             let text = render(&self.settings.watch, &caches, node.as_deref());
-            if last.as_deref() != Some(text.as_str()) {
+            let print = Fingerprint::of(&text);
+            if last != Some(print) {
                 info!(bytes = text.len(), "profile changed in the kubernetes API");
-                last = Some(text.clone());
+                last = Some(print);
                 if tx.send(Some(ProfileText::from(text))).is_err() {
                     return;
                 }

@@ -16,8 +16,34 @@ use tokio::sync::{Notify, mpsc, watch};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
-/// A profile text as read from its source.
-pub type ProfileText = Arc<str>;
+/// A profile text as read from its source (an `Arc<String>`, so that a text of megabytes
+/// is never copied on its way to the runtime).
+pub type ProfileText = Arc<String>;
+
+/// The SHA-256 digest of a profile text: how sources tell a changed profile from the
+/// same one re-read, without keeping a copy of the text (profiles of a thousand
+/// devices run to megabytes).
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct Fingerprint([u8; 32]);
+
+impl Fingerprint {
+    /// The fingerprint of `text`.
+    pub fn of(text: &str) -> Self {
+        let d = ring::digest::digest(&ring::digest::SHA256, text.as_bytes());
+        let mut out = [0u8; 32];
+        out.copy_from_slice(d.as_ref());
+        Self(out)
+    }
+}
+
+impl std::fmt::Debug for Fingerprint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        for b in &self.0[..8] {
+            write!(f, "{b:02x}")?;
+        }
+        Ok(())
+    }
+}
 
 /// Watches a profile file.
 #[derive(Debug, Clone)]
@@ -42,7 +68,10 @@ impl FileSource {
 
     /// Reads the file now.
     pub async fn read(&self) -> std::io::Result<ProfileText> {
-        tokio::fs::read_to_string(&self.path).await.map(Arc::from)
+        let bytes = tokio::fs::read(&self.path).await?;
+        String::from_utf8(bytes)
+            .map(Arc::new)
+            .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))
     }
 
     /// Watches until `cancel`, sending each new text on `tx`. `hint` triggers a re-read
@@ -60,7 +89,7 @@ impl FileSource {
             .filter(|p| !p.as_os_str().is_empty())
             .map_or_else(|| PathBuf::from("."), Path::to_path_buf);
         let mut watcher = None;
-        let mut last: Option<ProfileText> = tx.borrow().clone();
+        let mut last = tx.borrow().as_deref().map(|t| Fingerprint::of(t));
         let mut recheck = tokio::time::interval(self.recheck);
         recheck.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut hinted_rereads: Vec<tokio::time::Instant> = Vec::new();
@@ -110,9 +139,10 @@ impl FileSource {
             }
             match self.read().await {
                 Ok(text) => {
-                    if last.as_deref() != Some(&*text) {
+                    let print = Fingerprint::of(&text);
+                    if last != Some(print) {
                         info!(path = %self.path.display(), bytes = text.len(), "profile changed");
-                        last = Some(Arc::clone(&text));
+                        last = Some(print);
                         if tx.send(Some(text)).is_err() {
                             return;
                         }
@@ -158,7 +188,10 @@ mod tests {
             .await
             .unwrap()
             .unwrap();
-        rx.borrow_and_update().as_deref().unwrap_or("").to_owned()
+        rx.borrow_and_update()
+            .as_deref()
+            .cloned()
+            .unwrap_or_default()
     }
 
     #[tokio::test]

@@ -1,5 +1,7 @@
 //! `devices.kubeedge.io` `Device` and `DeviceModel` resources, v1alpha2 and v1beta1.
 
+use std::sync::Arc;
+
 use serde::Deserialize;
 use serde_json::{Map, Value as Json};
 
@@ -195,8 +197,8 @@ fn alpha_device(res: Resource, drafts: &mut Drafts) -> Result<(), String> {
     d.protocol = Some(match chosen {
         Some((k, v)) => Ok(ProtocolDef {
             kind: alpha_kind(k),
-            config: v.clone(),
-            common,
+            config: Arc::new(v.clone()),
+            common: Arc::new(common),
         }),
         None => Err(Issue::device(
             &name,
@@ -295,8 +297,8 @@ fn beta_device(res: Resource, drafts: &mut Drafts) -> Result<(), String> {
     } else {
         Ok(ProtocolDef {
             kind: spec.protocol.protocol_name,
-            config: spec.protocol.config_data.unwrap_or(Json::Null),
-            common: Json::Null,
+            config: Arc::new(spec.protocol.config_data.unwrap_or(Json::Null)),
+            common: Arc::new(Json::Null),
         })
     });
     for p in spec.properties {

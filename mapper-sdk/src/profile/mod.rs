@@ -19,6 +19,7 @@ mod raw;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::Value as Json;
@@ -106,6 +107,34 @@ pub struct DeviceDef {
     pub data_topic: Option<String>,
 }
 
+impl DeviceDef {
+    /// Whether `other` differs from this definition only in what the profile says about
+    /// desired values (`desired`, `stored_type`): such a change needs no restart, since
+    /// deltas carry desired values anyway.
+    pub fn same_but_desired(&self, other: &Self) -> bool {
+        let Self {
+            id,
+            name,
+            namespace,
+            model,
+            protocol,
+            properties,
+            data_topic,
+        } = self;
+        *id == other.id
+            && *name == other.name
+            && *namespace == other.namespace
+            && *model == other.model
+            && *protocol == other.protocol
+            && *data_topic == other.data_topic
+            && properties.len() == other.properties.len()
+            && properties
+                .iter()
+                .zip(&other.properties)
+                .all(|(a, b)| a.same_but_desired(b))
+    }
+}
+
 /// A device's protocol, still as JSON.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ProtocolDef {
@@ -113,9 +142,10 @@ pub struct ProtocolDef {
     /// `customized-protocol`, or a v1beta1 `protocolName`.
     pub kind: String,
     /// `protocolConfig` (v1alpha2), `protocol_config` (v1alpha1) or `configData` (v1beta1).
-    pub config: Json,
+    /// Shared: a protocol is often used by many devices, and every bound device keeps it.
+    pub config: Arc<Json>,
     /// `protocolCommonConfig` (v1alpha2) or `null`.
-    pub common: Json,
+    pub common: Arc<Json>,
 }
 
 /// A resolved property: model facts plus the device's visitor.
@@ -138,8 +168,9 @@ pub struct PropertyDef {
     /// The longest silence between two reports of an unchanged value; `None`: report on
     /// change only. Defaults to the collect cycle.
     pub report_cycle: Option<Duration>,
-    /// The protocol-specific visitor config, still JSON.
-    pub visitor: Json,
+    /// The protocol-specific visitor config, still JSON. Shared, so the copies of a
+    /// definition the runtime keeps cost no more than one.
+    pub visitor: Arc<Json>,
     /// Reported on `twin/update`.
     pub twin: bool,
     /// Reported on the data topic.
@@ -152,6 +183,37 @@ pub struct PropertyDef {
 }
 
 impl PropertyDef {
+    /// Whether `other` differs only in `desired` and `stored_type`.
+    pub fn same_but_desired(&self, other: &Self) -> bool {
+        // Destructured, so that a new field cannot be forgotten here.
+        let Self {
+            name,
+            data_type,
+            access,
+            minimum,
+            maximum,
+            unit,
+            collect_cycle,
+            report_cycle,
+            visitor,
+            twin,
+            data,
+            desired: _,
+            stored_type: _,
+        } = self;
+        *name == other.name
+            && *data_type == other.data_type
+            && *access == other.access
+            && *minimum == other.minimum
+            && *maximum == other.maximum
+            && *unit == other.unit
+            && *collect_cycle == other.collect_cycle
+            && *report_cycle == other.report_cycle
+            && *visitor == other.visitor
+            && *twin == other.twin
+            && *data == other.data
+    }
+
     /// Whether `value` lies within the model's minimum and maximum.
     pub fn in_range(&self, value: f64) -> bool {
         self.minimum.is_none_or(|m| value >= m) && self.maximum.is_none_or(|m| value <= m)
@@ -257,26 +319,71 @@ pub fn resolve(text: &str, opts: &ResolveOptions) -> Resolved {
     out
 }
 
-/// Splits the text into JSON values: one JSON document, or YAML documents.
-fn parse_documents(text: &str) -> Result<Vec<Json>, String> {
+/// One document of a profile text.
+enum Doc<'a> {
+    /// JSON, still as text (see [`ci::from_raw`]).
+    Text(&'a serde_json::value::RawValue),
+    /// A parsed tree (YAML documents, and items of resource lists).
+    Tree(Json),
+}
+
+/// Splits the text into documents: one JSON document (a JSON array: its items), or YAML
+/// documents.
+fn parse_documents(text: &str) -> Result<Vec<Doc<'_>>, String> {
     let trimmed = text.trim_start_matches('\u{feff}').trim();
     if trimmed.is_empty() {
         return Err("the profile is empty".into());
     }
     if trimmed.starts_with('{') || trimmed.starts_with('[') {
-        let v: Json = serde_json::from_str(trimmed).map_err(|e| format!("invalid JSON: {e}"))?;
-        return Ok(match v {
-            Json::Array(items) => items,
-            other => vec![other],
-        });
+        let invalid = |e: serde_json::Error| format!("invalid JSON: {e}");
+        if trimmed.starts_with('[') {
+            let items: Vec<&serde_json::value::RawValue> =
+                serde_json::from_str(trimmed).map_err(invalid)?;
+            return Ok(items.into_iter().map(Doc::Text).collect());
+        }
+        return Ok(vec![Doc::Text(
+            serde_json::from_str(trimmed).map_err(invalid)?,
+        )]);
     }
     let docs: Vec<Json> =
         serde_saphyr::from_multiple(trimmed).map_err(|e| format!("invalid YAML: {e}"))?;
-    Ok(docs.into_iter().filter(|d| !d.is_null()).collect())
+    Ok(docs
+        .into_iter()
+        .filter(|d| !d.is_null())
+        .map(Doc::Tree)
+        .collect())
+}
+
+/// What decides how a JSON document is read.
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+struct Head {
+    kind: Option<Json>,
+    device_instances: raw::Present,
+    device_models: raw::Present,
+    protocols: raw::Present,
 }
 
 /// Sorts one document into the drafts.
-fn classify(doc: Json, drafts: &mut Drafts, out: &mut Resolved) -> Result<(), String> {
+fn classify(doc: Doc<'_>, drafts: &mut Drafts, out: &mut Resolved) -> Result<(), String> {
+    let doc = match doc {
+        Doc::Text(text) => {
+            // A device profile (no `kind`) is read entry by entry from the text; the
+            // rest (resources, lists, ConfigMaps) is small enough to parse as a tree.
+            let head = ci::from_raw::<Head>(text).ok();
+            let profile = head.is_some_and(|h| {
+                h.kind.as_ref().and_then(Json::as_str).is_none()
+                    && (h.device_instances.0 || h.device_models.0 || h.protocols.0)
+            });
+            if profile {
+                let format = raw::add_profile(text, drafts);
+                note_format(out, format);
+                return Ok(());
+            }
+            serde_json::from_str(text.get()).map_err(|e| format!("invalid JSON: {e}"))?
+        }
+        Doc::Tree(doc) => doc,
+    };
     let Json::Object(map) = &doc else {
         return Err("expected a JSON or YAML object".into());
     };
@@ -302,7 +409,7 @@ fn classify(doc: Json, drafts: &mut Drafts, out: &mut Resolved) -> Result<(), St
                     .cloned()
                     .unwrap_or_default();
                 for item in items {
-                    classify(item, drafts, out)?;
+                    classify(Doc::Tree(item), drafts, out)?;
                 }
                 Ok(())
             }
@@ -346,7 +453,11 @@ fn classify(doc: Json, drafts: &mut Drafts, out: &mut Resolved) -> Result<(), St
         };
     }
     if is_profile {
-        let format = raw::add_profile(doc, drafts);
+        // A tree (from YAML or a list): read it the same way as JSON text.
+        let text = serde_json::to_string(&doc).map_err(|e| e.to_string())?;
+        let text: &serde_json::value::RawValue =
+            serde_json::from_str(&text).map_err(|e| e.to_string())?;
+        let format = raw::add_profile(text, drafts);
         note_format(out, format);
         return Ok(());
     }
@@ -689,7 +800,7 @@ fn finish_property(
         unit: mp.unit.clone().filter(|u| !u.is_empty()),
         collect_cycle: collect,
         report_cycle: report,
-        visitor,
+        visitor: Arc::new(visitor),
         twin: twin.is_some() || !in_data,
         data: in_data,
         desired: desired.filter(|d| !d.is_empty()),

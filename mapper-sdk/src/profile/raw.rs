@@ -4,8 +4,10 @@
 //! only affects the devices that use it.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
-use serde::Deserialize;
+use serde::{Deserialize, Deserializer};
+use serde_json::value::RawValue;
 use serde_json::{Map, Value as Json};
 
 use super::{
@@ -13,14 +15,44 @@ use super::{
     ProtocolDef, ci, short,
 };
 
+/// The profile's lists, each entry still as text: entries are deserialized one by one,
+/// so the whole profile never exists as a JSON tree.
 #[derive(Debug, Default, Deserialize)]
 #[serde(rename_all = "camelCase", default)]
-struct RawProfile {
-    device_instances: Vec<Json>,
-    device_models: Vec<Json>,
-    protocols: Vec<Json>,
+struct RawProfile<'a> {
+    #[serde(borrow)]
+    device_instances: Vec<&'a RawValue>,
+    #[serde(borrow)]
+    device_models: Vec<&'a RawValue>,
+    #[serde(borrow)]
+    protocols: Vec<&'a RawValue>,
     /// v1alpha1 only: visitors at the top level, per model.
-    property_visitors: Vec<Json>,
+    #[serde(borrow)]
+    property_visitors: Vec<&'a RawValue>,
+}
+
+/// Whether a key is present, whatever its value (`null` included).
+#[derive(Debug, Default)]
+pub(super) struct Present(pub bool);
+
+impl<'de> Deserialize<'de> for Present {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        serde::de::IgnoredAny::deserialize(d).map(|_| Self(true))
+    }
+}
+
+/// The `protocol_config` key of a v1alpha1 protocol entry (exact spelling).
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+struct LegacyProbe {
+    protocol_config: Present,
+}
+
+/// A string-valued key of an entry that failed to parse, to name it in the error.
+fn hint(entry: &RawValue, keys: &[&str]) -> Option<String> {
+    let map: Map<String, Json> = serde_json::from_str(entry.get()).ok()?;
+    keys.iter()
+        .find_map(|k| map.get(*k).and_then(Json::as_str).map(str::to_owned))
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -93,9 +125,10 @@ struct RawVisitor {
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(rename_all = "camelCase", default)]
-struct RawModel {
+struct RawModel<'a> {
     name: String,
-    properties: Vec<Json>,
+    #[serde(borrow)]
+    properties: Vec<&'a RawValue>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -142,12 +175,11 @@ impl Draft {
 }
 
 /// Adds a device-profile JSON document to the drafts and returns its format.
-pub(super) fn add_profile(doc: Json, drafts: &mut Drafts) -> Format {
-    let profile: RawProfile = ci::from_value(doc).unwrap_or_default();
+pub(super) fn add_profile(doc: &RawValue, drafts: &mut Drafts) -> Format {
+    let profile: RawProfile = ci::from_raw(doc).unwrap_or_default();
     let legacy = !profile.property_visitors.is_empty()
         || profile.protocols.iter().any(|p| {
-            p.as_object()
-                .is_some_and(|o| o.contains_key("protocol_config"))
+            serde_json::from_str::<LegacyProbe>(p.get()).is_ok_and(|l| l.protocol_config.0)
         });
     let format = if legacy {
         Format::V1Alpha1Profile
@@ -157,14 +189,13 @@ pub(super) fn add_profile(doc: Json, drafts: &mut Drafts) -> Format {
 
     let mut protocols: BTreeMap<String, Result<ProtocolDef, String>> = BTreeMap::new();
     for (i, p) in profile.protocols.into_iter().enumerate() {
-        let name_hint = p.get("name").and_then(Json::as_str).map(str::to_owned);
-        match ci::from_value::<RawProtocol>(p) {
+        match ci::from_raw::<RawProtocol>(p) {
             Ok(p) => {
                 let def = match p.protocol.filter(|k| !k.is_empty()) {
                     Some(kind) => Ok(ProtocolDef {
                         kind,
-                        config: p.protocol_config.unwrap_or(Json::Null),
-                        common: p.protocol_common_config.unwrap_or(Json::Null),
+                        config: Arc::new(p.protocol_config.unwrap_or(Json::Null)),
+                        common: Arc::new(p.protocol_common_config.unwrap_or(Json::Null)),
                     }),
                     None => Err(format!(
                         "protocol entry {:?} has no \"protocol\" kind",
@@ -174,7 +205,7 @@ pub(super) fn add_profile(doc: Json, drafts: &mut Drafts) -> Format {
                 protocols.insert(p.name, def);
             }
             Err(e) => {
-                let name = name_hint.unwrap_or_else(|| format!("#{i}"));
+                let name = hint(p, &["name"]).unwrap_or_else(|| format!("#{i}"));
                 protocols.insert(
                     name.clone(),
                     Err(format!("protocol entry {name:?} is malformed: {e}")),
@@ -184,16 +215,11 @@ pub(super) fn add_profile(doc: Json, drafts: &mut Drafts) -> Format {
     }
 
     for m in profile.device_models {
-        let name_hint = m
-            .get("name")
-            .and_then(Json::as_str)
-            .unwrap_or("")
-            .to_owned();
-        match ci::from_value::<RawModel>(m) {
+        match ci::from_raw::<RawModel>(m) {
             Ok(model) => {
                 let mut props = Vec::new();
                 for p in model.properties {
-                    match ci::from_value::<RawModelProperty>(p.clone()) {
+                    match ci::from_raw::<RawModelProperty>(p) {
                         Ok(p) => props.push(DraftModelProperty {
                             name: p.name,
                             data_type: p.data_type,
@@ -207,7 +233,10 @@ pub(super) fn add_profile(doc: Json, drafts: &mut Drafts) -> Format {
                             .model_issues
                             .entry(model.name.clone())
                             .or_default()
-                            .push(format!("property {} is malformed: {e}", short(&p))),
+                            .push(format!(
+                                "property {} is malformed: {e}",
+                                short(&serde_json::from_str(p.get()).unwrap_or(Json::Null))
+                            )),
                     }
                 }
                 drafts
@@ -221,7 +250,7 @@ pub(super) fn add_profile(doc: Json, drafts: &mut Drafts) -> Format {
             }
             Err(e) => drafts
                 .model_issues
-                .entry(name_hint)
+                .entry(hint(m, &["name"]).unwrap_or_default())
                 .or_default()
                 .push(format!("the model is malformed: {e}")),
         }
@@ -230,7 +259,7 @@ pub(super) fn add_profile(doc: Json, drafts: &mut Drafts) -> Format {
     // v1alpha1: visitors per model at the top level.
     let mut model_visitors: BTreeMap<String, Vec<RawVisitor>> = BTreeMap::new();
     for v in profile.property_visitors {
-        if let Ok(v) = ci::from_value::<RawVisitor>(v) {
+        if let Ok(v) = ci::from_raw::<RawVisitor>(v) {
             model_visitors
                 .entry(v.model_name.clone().unwrap_or_default())
                 .or_default()
@@ -238,16 +267,11 @@ pub(super) fn add_profile(doc: Json, drafts: &mut Drafts) -> Format {
         }
     }
 
-    for inst in profile.device_instances {
-        let id_hint = inst
-            .get("id")
-            .or_else(|| inst.get("name"))
-            .and_then(Json::as_str)
-            .unwrap_or("")
-            .to_owned();
-        let inst: RawInstance = match ci::from_value(inst) {
+    for entry in profile.device_instances {
+        let inst: RawInstance = match ci::from_raw(entry) {
             Ok(i) => i,
             Err(e) => {
+                let id_hint = hint(entry, &["id", "name"]).unwrap_or_default();
                 let mut d = Draft {
                     id: id_hint.clone(),
                     name: id_hint.clone(),

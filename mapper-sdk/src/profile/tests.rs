@@ -561,3 +561,33 @@ fn every_device_model_file_resolves() {
     }
     println!("{seen} device-model files resolved");
 }
+
+#[test]
+fn only_desired_values_may_change_without_a_restart() {
+    let base = resolve(GOOD_AND_BAD, &opts()).devices.remove(0);
+    let same = |f: &dyn Fn(&mut DeviceDef)| {
+        let mut d = base.clone();
+        f(&mut d);
+        base.same_but_desired(&d)
+    };
+    assert!(same(&|_| {}));
+    assert!(same(&|d| d.properties[0].desired = Some("7".into())));
+    assert!(same(&|d| d.properties[0].stored_type = None));
+    assert!(!same(
+        &|d| d.properties[0].visitor = Arc::new(serde_json::json!({"k": 2}))
+    ));
+    assert!(!same(&|d| d.properties[1].collect_cycle = None));
+    assert!(!same(
+        &|d| d.properties[2].report_cycle = Some(Duration::from_secs(3))
+    ));
+    assert!(!same(&|d| d.properties[0].maximum = Some(1.0)));
+    assert!(!same(&|d| d.properties[0].access = AccessMode::ReadOnly));
+    assert!(!same(&|d| {
+        d.properties.pop();
+    }));
+    assert!(!same(
+        &|d| d.protocol.config = Arc::new(serde_json::json!({"slaveID": 9}))
+    ));
+    assert!(!same(&|d| d.data_topic = None));
+    assert!(!same(&|d| d.model = "other".into()));
+}

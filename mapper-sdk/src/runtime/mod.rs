@@ -18,7 +18,6 @@ pub use backoff::Backoff;
 
 use crate::driver::{DeviceSpec, Driver};
 use crate::model::{DeviceId, DeviceState};
-use crate::profile::DeviceDef;
 use crate::twin::{Desired, Reported};
 
 /// Timing of the runtime.
@@ -111,8 +110,9 @@ pub enum Inbound {
     MembershipChanged,
 }
 
-struct Handle {
-    def: DeviceDef,
+struct Handle<D: Driver> {
+    /// The spec the worker runs (shared with it, so reconcile compares without copies).
+    spec: Arc<DeviceSpec<D>>,
     cmd: mpsc::Sender<Cmd>,
     cancel: CancellationToken,
     task: JoinHandle<()>,
@@ -136,19 +136,8 @@ pub struct Supervisor<D: Driver> {
     driver: Arc<D>,
     opts: Arc<RuntimeOptions>,
     out: mpsc::Sender<Outbound>,
-    workers: BTreeMap<DeviceId, Handle>,
+    workers: BTreeMap<DeviceId, Handle<D>>,
     cancel: CancellationToken,
-}
-
-/// The part of a definition whose change needs a restart: desired values and stored
-/// types from the profile do not (deltas carry them).
-fn restart_key(def: &DeviceDef) -> DeviceDef {
-    let mut d = def.clone();
-    for p in &mut d.properties {
-        p.desired = None;
-        p.stored_type = None;
-    }
-    d
 }
 
 impl<D: Driver> Supervisor<D> {
@@ -190,7 +179,7 @@ impl<D: Driver> Supervisor<D> {
                     let same = self
                         .workers
                         .get(&id)
-                        .is_some_and(|h| h.def == restart_key(&spec.def));
+                        .is_some_and(|h| h.spec.def.same_but_desired(&spec.def));
                     if same {
                         wanted.remove(&id);
                         summary.unchanged += 1;
@@ -225,10 +214,10 @@ impl<D: Driver> Supervisor<D> {
         let (tx, rx) = mpsc::channel(64);
         let cancel = self.cancel.child_token();
         let id = spec.id().clone();
-        let def = restart_key(&spec.def);
+        let spec = Arc::new(spec);
         let worker = worker::Worker {
             driver: Arc::clone(&self.driver),
-            spec: Arc::new(spec),
+            spec: Arc::clone(&spec),
             out: self.out.clone(),
             cmds: rx,
             cancel: cancel.clone(),
@@ -238,7 +227,7 @@ impl<D: Driver> Supervisor<D> {
         self.workers.insert(
             id,
             Handle {
-                def,
+                spec,
                 cmd: tx,
                 cancel,
                 task,

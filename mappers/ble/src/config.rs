@@ -864,7 +864,7 @@ mod tests {
             unit: None,
             collect_cycle: Some(Duration::from_secs(1)),
             report_cycle: None,
-            visitor,
+            visitor: visitor.into(),
             twin: true,
             data: false,
             desired: None,
@@ -875,8 +875,8 @@ mod tests {
     fn proto(config: Json, common: Json) -> ProtocolDef {
         ProtocolDef {
             kind: "bluetooth".into(),
-            config,
-            common,
+            config: config.into(),
+            common: common.into(),
         }
     }
 

@@ -751,8 +751,8 @@ mod tests {
         let driver = BleDriver::new(FakeBle::default());
         let def = |kind: &str| ProtocolDef {
             kind: kind.into(),
-            config: Json::Null,
-            common: Json::Null,
+            config: Json::Null.into(),
+            common: Json::Null.into(),
         };
         assert!(driver.handles(&def("bluetooth")));
         assert!(driver.handles(&def("BLE")));

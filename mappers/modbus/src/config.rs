@@ -1266,8 +1266,8 @@ mod tests {
     fn proto(kind: &str, config: Json, common: Json) -> ProtocolDef {
         ProtocolDef {
             kind: kind.into(),
-            config,
-            common,
+            config: config.into(),
+            common: common.into(),
         }
     }
 
@@ -1281,7 +1281,7 @@ mod tests {
             unit: None,
             collect_cycle: None,
             report_cycle: None,
-            visitor,
+            visitor: visitor.into(),
             twin: true,
             data: false,
             desired: None,

@@ -288,7 +288,7 @@ pub fn prop(name: &str, data_type: DataType, visitor: Json) -> PropertyDef {
         unit: None,
         collect_cycle: Some(Duration::from_secs(1)),
         report_cycle: None,
-        visitor,
+        visitor: Arc::new(visitor),
         twin: true,
         data: false,
         desired: None,
@@ -327,19 +327,19 @@ pub fn tcp_protocol(addr: SocketAddr, unit: u8, extra: Json) -> ProtocolDef {
     }
     ProtocolDef {
         kind: "modbus".into(),
-        config: cfg,
-        common: Json::Null,
+        config: Arc::new(cfg),
+        common: Arc::new(Json::Null),
     }
 }
 
 pub fn rtu_protocol(unit: u8, custom: Json) -> ProtocolDef {
     ProtocolDef {
         kind: "modbus".into(),
-        config: serde_json::json!({"slaveID": unit}),
-        common: serde_json::json!({
+        config: Arc::new(serde_json::json!({"slaveID": unit})),
+        common: Arc::new(serde_json::json!({
             "com": {"serialPort": "/dev/ttyTEST0", "baudRate": 115200, "dataBits": 8, "parity": "none", "stopBits": 1},
             "customizedValues": custom,
-        }),
+        })),
     }
 }
 
