@@ -156,9 +156,16 @@ impl FileSource {
     }
 }
 
+/// Whether a file event may mean new content. Opening, reading and closing do not: the
+/// source's own read of the profile raises them, and taking them as changes made it
+/// re-read the profile for ever, every debounce interval.
+fn changes_content(kind: &notify::EventKind) -> bool {
+    !matches!(kind, notify::EventKind::Access(_))
+}
+
 fn start_watcher(dir: &Path, tx: mpsc::Sender<()>) -> Option<notify::RecommendedWatcher> {
     let handler = move |res: notify::Result<notify::Event>| {
-        if res.is_ok() {
+        if res.is_ok_and(|ev| changes_content(&ev.kind)) {
             let _ = tx.try_send(());
         }
     };
@@ -192,6 +199,22 @@ mod tests {
             .as_deref()
             .cloned()
             .unwrap_or_default()
+    }
+
+    #[test]
+    fn reading_the_profile_is_not_a_change() {
+        use notify::EventKind;
+        use notify::event::{AccessKind, AccessMode, CreateKind, ModifyKind, RemoveKind};
+        assert!(!changes_content(&EventKind::Access(AccessKind::Open(
+            AccessMode::Any
+        ))));
+        assert!(!changes_content(&EventKind::Access(AccessKind::Close(
+            AccessMode::Read
+        ))));
+        assert!(changes_content(&EventKind::Create(CreateKind::Any)));
+        assert!(changes_content(&EventKind::Modify(ModifyKind::Any)));
+        assert!(changes_content(&EventKind::Remove(RemoveKind::Any)));
+        assert!(changes_content(&EventKind::Any));
     }
 
     #[tokio::test]
