@@ -9,6 +9,7 @@
 
 use std::fmt::Debug;
 use std::future::Future;
+use std::sync::Arc;
 
 use serde_json::Value as Json;
 use thiserror::Error;
@@ -76,7 +77,7 @@ impl ConfigError {
 #[derive(Debug, Clone, PartialEq)]
 pub struct PropertySpec<V> {
     /// Name, type, limits, cycles.
-    pub def: PropertyDef,
+    pub def: Arc<PropertyDef>,
     /// The driver's visitor config.
     pub visitor: V,
 }
@@ -234,7 +235,7 @@ pub fn bind<D: Driver>(driver: &D, def: DeviceDef) -> Option<Bound<D>> {
     for p in &def.properties {
         match driver.parse_visitor(p, &protocol) {
             Ok(visitor) => properties.push(PropertySpec {
-                def: p.clone(),
+                def: Arc::clone(p),
                 visitor,
             }),
             Err(e) => issues.push(Issue {

@@ -101,8 +101,9 @@ pub struct DeviceDef {
     pub model: String,
     /// The protocol and its raw configuration.
     pub protocol: ProtocolDef,
-    /// The properties that have a visitor, in profile order.
-    pub properties: Vec<PropertyDef>,
+    /// The properties that have a visitor, in profile order (shared with the bound
+    /// [`crate::driver::PropertySpec`]s, so a running device keeps one copy).
+    pub properties: Vec<Arc<PropertyDef>>,
     /// Where data properties are published (`+` stands for the device id).
     pub data_topic: Option<String>,
 }
@@ -530,8 +531,43 @@ struct Drafts {
     model_issues: BTreeMap<String, Vec<String>>,
 }
 
+/// Shares equal property definitions between devices. Devices of one model usually
+/// have identical properties (same registers, cycles and limits), so a thousand of them
+/// keep one copy of each definition, or at least of each visitor config.
+#[derive(Default)]
+struct Sharing {
+    /// (model, property) -> the distinct definitions seen so far.
+    variants: BTreeMap<(String, String), Vec<Arc<PropertyDef>>>,
+}
+
+impl Sharing {
+    /// Distinct definitions remembered per (model, property); bounds the work when every
+    /// device differs.
+    const MAX_VARIANTS: usize = 8;
+
+    fn share(&mut self, dev: &mut DeviceDef) {
+        for p in &mut dev.properties {
+            let variants = self
+                .variants
+                .entry((dev.model.clone(), p.name.0.clone()))
+                .or_default();
+            if let Some(same) = variants.iter().find(|v| **v == *p) {
+                *p = Arc::clone(same);
+                continue;
+            }
+            if let Some(v) = variants.iter().find(|v| v.visitor == p.visitor) {
+                Arc::make_mut(p).visitor = Arc::clone(&v.visitor);
+            }
+            if variants.len() < Self::MAX_VARIANTS {
+                variants.push(Arc::clone(p));
+            }
+        }
+    }
+}
+
 fn finish(drafts: Drafts, opts: &ResolveOptions, out: &mut Resolved) {
     let mut seen = BTreeSet::new();
+    let mut sharing = Sharing::default();
     for draft in drafts.devices {
         let label = if draft.id.is_empty() {
             draft.name.clone()
@@ -551,8 +587,9 @@ fn finish(drafts: Drafts, opts: &ResolveOptions, out: &mut Resolved) {
             continue;
         }
         match finish_device(draft, &drafts.models, &drafts.model_issues, opts, out) {
-            Ok(dev) => {
+            Ok(mut dev) => {
                 if seen.insert(dev.id.clone()) {
+                    sharing.share(&mut dev);
                     out.devices.push(dev);
                 } else {
                     out.errors.push(ProfileError::Invalid(Issue::device(
@@ -679,7 +716,7 @@ fn finish_device(
             opts,
         };
         match finish_property(&ctx, v, mp, twin, &draft.data_properties, out) {
-            Ok(p) => properties.push(p),
+            Ok(p) => properties.push(Arc::new(p)),
             Err(issue) => out.errors.push(ProfileError::Invalid(issue)),
         }
     }

@@ -571,17 +571,27 @@ fn only_desired_values_may_change_without_a_restart() {
         base.same_but_desired(&d)
     };
     assert!(same(&|_| {}));
-    assert!(same(&|d| d.properties[0].desired = Some("7".into())));
-    assert!(same(&|d| d.properties[0].stored_type = None));
-    assert!(!same(
-        &|d| d.properties[0].visitor = Arc::new(serde_json::json!({"k": 2}))
+    assert!(same(
+        &|d| Arc::make_mut(&mut d.properties[0]).desired = Some("7".into())
     ));
-    assert!(!same(&|d| d.properties[1].collect_cycle = None));
-    assert!(!same(
-        &|d| d.properties[2].report_cycle = Some(Duration::from_secs(3))
+    assert!(same(
+        &|d| Arc::make_mut(&mut d.properties[0]).stored_type = None
     ));
-    assert!(!same(&|d| d.properties[0].maximum = Some(1.0)));
-    assert!(!same(&|d| d.properties[0].access = AccessMode::ReadOnly));
+    assert!(!same(
+        &|d| Arc::make_mut(&mut d.properties[0]).visitor = Arc::new(serde_json::json!({"k": 2}))
+    ));
+    assert!(!same(
+        &|d| Arc::make_mut(&mut d.properties[1]).collect_cycle = None
+    ));
+    assert!(!same(
+        &|d| Arc::make_mut(&mut d.properties[2]).report_cycle = Some(Duration::from_secs(3))
+    ));
+    assert!(!same(
+        &|d| Arc::make_mut(&mut d.properties[0]).maximum = Some(1.0)
+    ));
+    assert!(!same(
+        &|d| Arc::make_mut(&mut d.properties[0]).access = AccessMode::ReadOnly
+    ));
     assert!(!same(&|d| {
         d.properties.pop();
     }));
@@ -590,4 +600,55 @@ fn only_desired_values_may_change_without_a_restart() {
     ));
     assert!(!same(&|d| d.data_topic = None));
     assert!(!same(&|d| d.model = "other".into()));
+}
+
+#[test]
+fn devices_of_one_model_share_their_property_definitions() {
+    let device = |id: &str, offset: u16, desired: &str| {
+        format!(
+            r#"{{"id": "{id}", "name": "{id}", "model": "m", "protocol": "p-{id}",
+                "twins": [{{"propertyName": "b", "desired": {{"value": "{desired}"}}}}],
+                "propertyVisitors": [
+                  {{"propertyName": "a", "modelName": "m", "visitorConfig": {{"offset": {offset}}}}},
+                  {{"propertyName": "b", "modelName": "m", "visitorConfig": {{"offset": 9}}}}]}}"#
+        )
+    };
+    let protocol = |id: &str| {
+        format!(r#"{{"name": "p-{id}", "protocol": "modbus", "protocolConfig": {{"slaveID": 1}}}}"#)
+    };
+    let text = format!(
+        r#"{{"deviceInstances": [{}, {}, {}],
+            "deviceModels": [{{"name": "m", "properties": [
+              {{"name": "a", "dataType": "int", "accessMode": "ReadOnly"}},
+              {{"name": "b", "dataType": "int", "accessMode": "ReadWrite"}}]}}],
+            "protocols": [{}, {}, {}]}}"#,
+        device("d1", 1, "5"),
+        device("d2", 1, "5"),
+        device("d3", 2, "6"),
+        protocol("d1"),
+        protocol("d2"),
+        protocol("d3"),
+    );
+    let r = resolve(&text, &opts());
+    assert_eq!(errors(&r), Vec::<String>::new());
+    let [d1, d2, d3] = &r.devices[..] else {
+        panic!("{:#?}", r.devices)
+    };
+    assert!(
+        Arc::ptr_eq(&d1.properties[0], &d2.properties[0]),
+        "equal: shared"
+    );
+    assert!(Arc::ptr_eq(&d1.properties[1], &d2.properties[1]));
+    assert!(
+        !Arc::ptr_eq(&d1.properties[0], &d3.properties[0]),
+        "other offset"
+    );
+    assert_eq!(d3.properties[0].visitor["offset"], 2);
+    // Another desired value: its own definition, the visitor config still shared.
+    assert_eq!(d3.properties[1].desired.as_deref(), Some("6"));
+    assert_eq!(d1.properties[1].desired.as_deref(), Some("5"));
+    assert!(Arc::ptr_eq(
+        &d1.properties[1].visitor,
+        &d3.properties[1].visitor
+    ));
 }

@@ -131,7 +131,10 @@ async fn a_silent_unit_is_backed_off_while_the_others_keep_answering() {
 fn sim_prop() -> mapper_sdk::driver::PropertySpec<modbus_mapper::ModbusVisitor> {
     let def = holding0().remove(0);
     let visitor = modbus_mapper::config::parse_visitor(&def).unwrap();
-    mapper_sdk::driver::PropertySpec { def, visitor }
+    mapper_sdk::driver::PropertySpec {
+        def: std::sync::Arc::new(def),
+        visitor,
+    }
 }
 
 #[tokio::test]

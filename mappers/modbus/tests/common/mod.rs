@@ -309,7 +309,7 @@ pub fn spec(
         namespace: "default".into(),
         model: "m".into(),
         protocol,
-        properties,
+        properties: properties.into_iter().map(Arc::new).collect(),
         data_topic: None,
     };
     let (spec, issues) = bind(driver, def)
