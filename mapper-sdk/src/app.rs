@@ -342,14 +342,26 @@ enum Command {
     },
 }
 
+/// Logs to stderr, filtered by `--log-level`, else `RUST_LOG`, else `info`. The filter is
+/// a list of `target=level` directives and a default level (`warn,mapper_sdk=debug`);
+/// `tracing_subscriber`'s `Targets` parses it without pulling a regex engine into every
+/// mapper binary.
 fn init_tracing(filter: Option<&str>) {
-    let filter = filter
-        .map(tracing_subscriber::EnvFilter::new)
-        .or_else(|| tracing_subscriber::EnvFilter::try_from_default_env().ok())
-        .unwrap_or_else(|| tracing_subscriber::EnvFilter::new("info"));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+    use tracing_subscriber::layer::SubscriberExt as _;
+    use tracing_subscriber::util::SubscriberInitExt as _;
+    let env = std::env::var("RUST_LOG").ok();
+    let text = filter.or(env.as_deref()).unwrap_or("info");
+    let targets = match text.parse::<tracing_subscriber::filter::Targets>() {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("warning: log filter {text:?} is not valid ({e}); logging at info");
+            tracing_subscriber::filter::Targets::new()
+                .with_default(tracing_subscriber::filter::LevelFilter::INFO)
+        }
+    };
+    let _ = tracing_subscriber::registry()
+        .with(tracing_subscriber::fmt::layer().with_writer(std::io::stderr))
+        .with(targets)
         .try_init();
 }
 
