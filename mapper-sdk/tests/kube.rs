@@ -297,6 +297,20 @@ async fn expired_watches_and_410_relist_without_losing_anything() {
         .await
     );
 
+    // Both watches resumed (two more watch requests) before the next step, so that the
+    // changes below can only arrive through the re-list.
+    let watches = |api: &FakeApi| {
+        api.requests()
+            .iter()
+            .filter(|r| r.contains("watch=true"))
+            .count()
+    };
+    assert!(
+        wait_until(WAIT, || watches(&api) >= 4).await,
+        "{:?}",
+        api.requests()
+    );
+
     // Changes the open watches never deliver, then 410: the re-list sees all of them.
     api.freeze_watches(true);
     api.create(Kind::Device, NS, device("dev3", NODE, 100, None))
@@ -332,12 +346,17 @@ async fn expired_watches_and_410_relist_without_losing_anything() {
     );
     // The mapper went on watching: the 410 reached kube as an in-stream event and it
     // re-listed (a LIST after the first one).
-    let lists = api
-        .requests()
-        .iter()
-        .filter(|r| r.contains("/devices?") && !r.contains("watch=true"))
-        .count();
-    assert!(lists >= 2, "{:?}", api.requests());
+    let lists = |api: &FakeApi| {
+        api.requests()
+            .iter()
+            .filter(|r| r.contains("/devices?") && !r.contains("watch=true"))
+            .count()
+    };
+    assert!(
+        wait_until(WAIT, || lists(&api) >= 2).await,
+        "{:?}",
+        api.requests()
+    );
     api.patch(
         Kind::Device,
         NS,
