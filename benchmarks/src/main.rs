@@ -80,10 +80,10 @@ fn tcp(
     w
 }
 
-fn rtu(per_property: bool) -> Workload {
+fn rtu(units: &[usize], per_property: bool) -> Workload {
     Workload {
         endpoints: 1,
-        units: vec![4, 3, 3],
+        units: units.to_vec(),
         cycle: Duration::from_millis(10),
         change_tick: None,
         link: Link::Rtu { baud: 9600 },
@@ -129,8 +129,12 @@ fn plan(sc: Scenario, smoke: bool) -> Vec<(Scenario, String, Workload)> {
         v.push((Scenario::P3, "tcp".into(), w));
     }
     if all || sc == Scenario::P4 {
-        v.push((Scenario::P4, "merged".into(), rtu(false)));
-        v.push((Scenario::P4, "per-property".into(), rtu(true)));
+        // The layout of the issue: 10 properties on 3 units (4 + 3 + 3 registers).
+        v.push((Scenario::P4, "merged".into(), rtu(&[4, 3, 3], false)));
+        v.push((Scenario::P4, "per-property".into(), rtu(&[4, 3, 3], true)));
+        // The same 10 properties on one unit, where merging can gain more than 5x.
+        v.push((Scenario::P4, "1-unit-merged".into(), rtu(&[10], false)));
+        v.push((Scenario::P4, "1-unit-per-property".into(), rtu(&[10], true)));
     }
     if all || sc == Scenario::P1 {
         let sizes: &[usize] = if smoke { &[2, 4] } else { &[10, 25, 50, 100] };
@@ -243,7 +247,7 @@ fn make_plots(
     if !groups.is_empty() {
         plot::bars(
             &out.join("p4-rtu.svg"),
-            "P4: RTU 9600 baud, 10 properties on 3 units",
+            "P4: RTU 9600 baud, 10 properties (on 3 units; on 1 unit)",
             "cycle time (ms)",
             &groups,
         )?;

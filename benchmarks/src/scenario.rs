@@ -376,6 +376,11 @@ mod tests {
         let single = rtu_cycle_minimum(&[4, 3, 3], 9600, true).as_secs_f64();
         // merged: (8+13 + 7) + 2 * (8+11 + 7) chars; single: 10 * (8+7 + 7) chars.
         assert!((merged - (28.0 + 52.0) * 11.0 / 9600.0).abs() < 1e-6);
+        // Ten registers of one unit: 8+25+7 characters merged, against 10 * 22 one by one.
+        let one = rtu_cycle_minimum(&[10], 9600, false).as_secs_f64();
+        let one_single = rtu_cycle_minimum(&[10], 9600, true).as_secs_f64();
+        assert!((one - 40.0 * 11.0 / 9600.0).abs() < 1e-6);
+        assert!((one_single / one - 5.5).abs() < 1e-9);
         assert!((single - 220.0 * 11.0 / 9600.0).abs() < 1e-6);
         assert_eq!(requests_per_cycle(&[4, 3, 3], false), 3);
         assert_eq!(requests_per_cycle(&[4, 3, 3], true), 10);
