@@ -106,6 +106,39 @@ impl SimStats {
     }
 }
 
+/// Which two stats snapshots to take simulator rates from: the first, and the later one
+/// (at least `min_span_ms` after it) whose distance from the first is closest to a whole
+/// number of cycles; ties go to the longer span. Devices started together poll in bursts
+/// once per cycle, so a span of whole cycles holds exactly as many bursts as cycles (a
+/// burst cut at one end is cut the same way at the other); any other span over-
+/// or under-counts by up to one burst, up to 10 % for a 1 s cycle in a 10 s window.
+pub fn aligned_pair(
+    snapshots: &[SimStats],
+    cycle_ms: u64,
+    min_span_ms: u64,
+) -> Option<(usize, usize)> {
+    let first = snapshots.first()?.timestamp_ms;
+    let cycle = cycle_ms.max(1);
+    let mut best: Option<(u64, u64, usize)> = None;
+    for (j, snap) in snapshots.iter().enumerate().skip(1) {
+        let span = snap.timestamp_ms.saturating_sub(first);
+        if span < min_span_ms.max(1) {
+            continue;
+        }
+        let rest = span % cycle;
+        let off = rest.min(cycle - rest);
+        let better = match best {
+            None => true,
+            Some((b_off, b_span, _)) => off < b_off || (off == b_off && span > b_span),
+        };
+        if better {
+            best = Some((off, span, j));
+        }
+    }
+    best.map(|(_, _, j)| (0, j))
+        .or_else(|| (snapshots.len() > 1).then(|| (0, snapshots.len() - 1)))
+}
+
 /// Property values of a `twin/update` payload (`{"twin":{p:{"actual":{"value":v}}}}`).
 pub fn twin_values(payload: &[u8]) -> Vec<(String, String)> {
     let Ok(v) = serde_json::from_slice::<serde_json::Value>(payload) else {
@@ -207,6 +240,26 @@ mod tests {
         assert!((cpu_percent(100, 150, 100, 2.0) - 25.0).abs() < 1e-9);
         assert_eq!(cpu_percent(5, 4, 100, 1.0), 0.0);
         assert_eq!(cpu_percent(0, 4, 100, 0.0), 0.0);
+    }
+
+    #[test]
+    fn rates_are_taken_over_whole_cycles() {
+        let snaps: Vec<SimStats> = [0u64, 503, 1001, 1498, 2004, 2502, 3000, 3499]
+            .iter()
+            .map(|t| SimStats {
+                timestamp_ms: 10_000 + t,
+                ..SimStats::default()
+            })
+            .collect();
+        // 1 s cycle: 3000 ms (exact) beats 3499 and 2502.
+        assert_eq!(aligned_pair(&snaps, 1000, 1500), Some((0, 6)));
+        // 20 ms cycle: 3000 ms is again exact and longest.
+        assert_eq!(aligned_pair(&snaps, 20, 1500), Some((0, 6)));
+        // 700 ms cycle: 2100 is not there; 2004 is 104 off, 1498 is 102, 3499 is 1.
+        assert_eq!(aligned_pair(&snaps, 700, 1000), Some((0, 7)));
+        // Nothing long enough: the whole range.
+        assert_eq!(aligned_pair(&snaps, 1000, 60_000), Some((0, 7)));
+        assert_eq!(aligned_pair(&snaps[..1], 1000, 0), None);
     }
 
     #[test]

@@ -185,16 +185,46 @@ async fn measure_window(
 ) -> Result<RunResult> {
     tokio::time::sleep(s.warmup).await;
     let a = mark(setup)?;
+    // A whole number of cycles (see measure::aligned_pair), for the subscriber's count.
+    let cycles = (s.window.as_secs_f64() / w.cycle.as_secs_f64())
+        .round()
+        .max(1.0);
+    let end = a.at + w.cycle.mul_f64(cycles);
     let mut rss_max = 0u64;
-    while a.at.elapsed() < s.window {
+    let mut snapshots = vec![a.sim.clone()];
+    while Instant::now() < end {
         rss_max = rss_max.max(procs::memory(setup.pid)?.rss);
-        tokio::time::sleep(Duration::from_millis(250).min(s.window)).await;
+        if let Ok(snap) = setup.sim.stats()
+            && snapshots
+                .last()
+                .is_none_or(|l| l.timestamp_ms != snap.timestamp_ms)
+        {
+            snapshots.push(snap);
+        }
+        tokio::time::sleep_until(
+            (Instant::now() + Duration::from_millis(250))
+                .min(end)
+                .into(),
+        )
+        .await;
     }
     let b = mark(setup)?;
+    if snapshots
+        .last()
+        .is_none_or(|l| l.timestamp_ms != b.sim.timestamp_ms)
+    {
+        snapshots.push(b.sim.clone());
+    }
     let mem = procs::memory(setup.pid)?;
     let (rss, hwm) = (mem.rss, mem.hwm);
     let wall = (b.at - a.at).as_secs_f64();
-    let sim_secs = (b.sim.timestamp_ms.saturating_sub(a.sim.timestamp_ms)) as f64 / 1000.0;
+    let cycle_ms = u64::try_from(w.cycle.as_millis()).unwrap_or(u64::MAX);
+    let min_span = u64::try_from(s.window.as_millis() / 2).unwrap_or(0);
+    let (sa, sb) = match crate::measure::aligned_pair(&snapshots, cycle_ms, min_span) {
+        Some((i, j)) => (&snapshots[i], &snapshots[j]),
+        None => (&a.sim, &b.sim),
+    };
+    let sim_secs = (sb.timestamp_ms.saturating_sub(sa.timestamp_ms)) as f64 / 1000.0;
     let per_sim = |x: u64, y: u64| {
         if sim_secs > 0.0 {
             y.saturating_sub(x) as f64 / sim_secs
@@ -204,7 +234,7 @@ async fn measure_window(
     };
     let due = w.properties_per_second();
     let props = (b.props - a.props) as f64 / wall;
-    let regs = per_sim(a.sim.registers_read(), b.sim.registers_read());
+    let regs = per_sim(sa.registers_read(), sb.registers_read());
     let mut r = base(name, variant, run, w, b.at - a.at);
     let m = &mut r.metrics;
     m.insert("properties_due_per_s".into(), due);
@@ -212,7 +242,7 @@ async fn measure_window(
     m.insert("delivered_vs_due".into(), props / due);
     m.insert(
         "modbus_requests_per_s".into(),
-        per_sim(a.sim.requests(), b.sim.requests()),
+        per_sim(sa.requests(), sb.requests()),
     );
     m.insert("registers_read_per_s".into(), regs);
     m.insert("reads_vs_due".into(), regs / due);
