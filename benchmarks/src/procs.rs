@@ -435,9 +435,6 @@ pub struct Memory {
     pub anon: u64,
     /// `RssFile`: resident file-backed pages (the binary's and shared libraries' code).
     pub file: u64,
-    /// `Pss` of `/proc/PID/smaps_rollup`: the resident set with each shared page divided
-    /// among the processes that map it (libc's code counts a fraction); 0 if unknown.
-    pub pss: u64,
 }
 
 /// Memory figures of a process.
@@ -449,11 +446,18 @@ pub fn memory(pid: u32) -> Result<Memory> {
         hwm: measure::parse_status_kb(&s, "VmHWM").unwrap_or(rss),
         anon: measure::parse_status_kb(&s, "RssAnon").unwrap_or(0),
         file: measure::parse_status_kb(&s, "RssFile").unwrap_or(0),
-        pss: std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup"))
-            .ok()
-            .and_then(|r| measure::parse_status_kb(&r, "Pss"))
-            .unwrap_or(0),
     })
+}
+
+/// `Pss` of `/proc/PID/smaps_rollup`, bytes: the resident set with each shared page
+/// divided among the processes that map it (libc's code counts a fraction); 0 if unknown.
+/// The kernel walks the process's page tables for it, so it is read once per run, not
+/// while sampling.
+pub fn pss(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup"))
+        .ok()
+        .and_then(|r| measure::parse_status_kb(&r, "Pss"))
+        .unwrap_or(0)
 }
 
 /// Clock ticks per second (`getconf CLK_TCK`, 100 if unknown).

@@ -256,7 +256,7 @@ async fn measure_window(
     m.insert("rss_hwm_mb".into(), hwm as f64 / 1_048_576.0);
     m.insert("rss_anon_mb".into(), mem.anon as f64 / 1_048_576.0);
     m.insert("rss_file_mb".into(), mem.file as f64 / 1_048_576.0);
-    m.insert("pss_mb".into(), mem.pss as f64 / 1_048_576.0);
+    m.insert("pss_mb".into(), procs::pss(setup.pid) as f64 / 1_048_576.0);
     Ok(r)
 }
 

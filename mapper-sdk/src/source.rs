@@ -23,7 +23,7 @@ pub type ProfileText = Arc<String>;
 /// The SHA-256 digest of a profile text: how sources tell a changed profile from the
 /// same one re-read, without keeping a copy of the text (profiles of a thousand
 /// devices run to megabytes).
-#[derive(Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Fingerprint([u8; 32]);
 
 impl Fingerprint {
@@ -33,15 +33,6 @@ impl Fingerprint {
         let mut out = [0u8; 32];
         out.copy_from_slice(d.as_ref());
         Self(out)
-    }
-}
-
-impl std::fmt::Debug for Fingerprint {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        for b in &self.0[..8] {
-            write!(f, "{b:02x}")?;
-        }
-        Ok(())
     }
 }
 
