@@ -122,6 +122,12 @@ pub trait Driver: Send + Sync + 'static {
     /// A short name for logs and the default MQTT client id (`modbus`, `ble`).
     fn name(&self) -> &'static str;
 
+    /// The protocol name this mapper registers with edgecore over DMI (the
+    /// `protocolName` its v1beta1 Devices use); defaults to [`Driver::name`].
+    fn dmi_protocol(&self) -> &'static str {
+        self.name()
+    }
+
     /// Whether this driver serves devices of this protocol (other devices in the profile
     /// belong to other mappers and are skipped silently).
     fn handles(&self, protocol: &ProtocolDef) -> bool;

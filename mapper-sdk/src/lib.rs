@@ -10,6 +10,10 @@
 
 pub mod app;
 pub mod config;
+#[cfg(feature = "dmi")]
+pub mod dmi;
+#[cfg(feature = "dmi")]
+pub mod dmi_config;
 pub mod driver;
 #[cfg(feature = "kube")]
 pub mod kube_source;

@@ -361,6 +361,11 @@ pub fn valid_twin_key(key: &str) -> bool {
     (1..=128).contains(&key.len()) && key.chars().all(edge_char)
 }
 
+/// Whether edgecore accepts a non-empty twin value (`^[a-zA-Z0-9-_.,:/@#]{1,512}$`).
+pub fn valid_twin_value(value: &str) -> bool {
+    (1..=512).contains(&value.len()) && value.chars().all(edge_char)
+}
+
 /// Why edgecore would refuse a reported value.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 pub enum WireError {

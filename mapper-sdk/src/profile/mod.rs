@@ -35,6 +35,9 @@ pub enum TopicScheme {
     Id,
     /// `{namespace}/{name}` (KubeEdge 1.17 and later).
     NamespaceName,
+    /// `{namespace}/{name}` when the resource has a namespace, else `{name}` (DMI: a
+    /// KubeEdge 1.15 edgecore sends no namespaces and keys devices by name).
+    NamespaceNameIfSet,
 }
 
 /// Options of [`resolve`].
@@ -628,6 +631,10 @@ fn finish_device(
     let id = match opts.topic_scheme {
         TopicScheme::Id => profile_id.clone(),
         TopicScheme::NamespaceName => format!("{namespace}/{name}"),
+        TopicScheme::NamespaceNameIfSet => match draft.namespace.as_deref() {
+            Some(ns) if !ns.is_empty() => format!("{ns}/{name}"),
+            _ => name.clone(),
+        },
     };
     let label = profile_id.as_str();
     let protocol = match draft.protocol {

@@ -67,6 +67,10 @@ impl<C: GattConnector> Driver for BleDriver<C> {
         "ble"
     }
 
+    fn dmi_protocol(&self) -> &'static str {
+        "bluetooth"
+    }
+
     fn handles(&self, protocol: &ProtocolDef) -> bool {
         config::handles_kind(&protocol.kind)
     }
