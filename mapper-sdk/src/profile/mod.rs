@@ -376,8 +376,18 @@ fn parse_documents(text: &str) -> Result<Vec<Doc<'_>>, String> {
             serde_json::from_str(trimmed).map_err(invalid)?,
         )]);
     }
-    let docs: Vec<Json> = serde_saphyr::from_multiple(trimmed)
-        .map_err(|e| problems::clip(format!("invalid YAML: {e}")))?;
+    let docs: Vec<Json> = serde_saphyr::from_multiple(trimmed).map_err(|e| {
+        let e = e.to_string();
+        // The parser's own depth budget (64 levels).
+        if e.contains("budget breached: Depth") {
+            format!(
+                "the profile nests lists and objects more than {} levels deep; a device profile needs about ten",
+                problems::MAX_DEPTH
+            )
+        } else {
+            problems::clip(format!("invalid YAML: {e}"))
+        }
+    })?;
     if docs.iter().any(problems::tree_too_deep) {
         return Err(format!(
             "the profile nests lists and objects more than {} levels deep; a device profile needs about ten",

@@ -39,7 +39,7 @@ pub fn clip(msg: String) -> String {
     if msg.len() <= MESSAGE_BYTES {
         return msg;
     }
-    let head_end = floor_char(&msg, 240);
+    let head_end = floor_char(&msg, 160);
     let tail_start = ceil_char(&msg, msg.len() - 80);
     format!(
         "{} ... {} ({} bytes)",
