@@ -18,7 +18,7 @@ use crate::config::{CommonArgs, ProfileSetting, Settings, SettingsError};
 use crate::driver::{DeviceSpec, Driver, bind};
 use crate::model::DeviceId;
 use crate::mqtt::{Mqtt, MqttError};
-use crate::profile::{Issue, ResolveOptions, resolve};
+use crate::profile::{Issue, ProfileError, ResolveOptions, problems, resolve};
 use crate::runtime::{ApplySummary, Cmd, Inbound, Supervisor};
 use crate::source::FileSource;
 use crate::twin::Desired;
@@ -45,41 +45,74 @@ pub struct Loaded<D: Driver> {
     pub devices: Vec<DeviceSpec<D>>,
     /// Devices of other protocols (other mappers own them).
     pub skipped: Vec<(String, String)>,
-    /// Errors: each names the device, property and field.
+    /// Errors: each names the device(s), property and field; one per distinct problem.
     pub errors: Vec<String>,
     /// Warnings.
     pub warnings: Vec<Issue>,
-    /// The text is not a profile at all: keep whatever runs now.
+    /// Devices the profile names but that have errors: if one runs, it keeps running on
+    /// its previous definition (see [`keep_failed`]).
+    pub failed: Vec<DeviceId>,
+    /// Nothing in the text can be used: it is not a profile, is broken as a whole (a
+    /// top-level list that is not a list, too deep), or every device in it has errors.
+    /// Keep whatever runs now.
     pub unreadable: bool,
 }
 
 /// Resolves a profile text and binds every device this driver handles. Pure.
 pub fn load<D: Driver>(driver: &D, text: &str, opts: &ResolveOptions) -> Loaded<D> {
     let resolved = resolve(text, opts);
-    let mut out = Loaded {
-        devices: Vec::new(),
-        skipped: Vec::new(),
-        errors: resolved.errors.iter().map(ToString::to_string).collect(),
-        warnings: resolved.warnings,
-        unreadable: resolved.format.is_none()
-            && resolved
-                .errors
-                .iter()
-                .any(|e| matches!(e, crate::profile::ProfileError::Unreadable(_))),
-    };
+    let mut errors = resolved.errors;
+    let mut devices = Vec::new();
+    let mut skipped = Vec::new();
+    let mut failed = resolved.failed;
     for def in resolved.devices {
-        let id = def.id.to_string();
+        let id = def.id.clone();
         let kind = def.protocol.kind.clone();
         match bind(driver, def) {
-            None => out.skipped.push((id, kind)),
-            Some(Err(issue)) => out.errors.push(issue.to_string()),
+            None => skipped.push((id.to_string(), kind)),
+            Some(Err(mut issue)) => {
+                // Clipped at once: a shared broken protocol fails every device with it.
+                issue.message = problems::clip(issue.message);
+                errors.push(ProfileError::Invalid(issue));
+                failed.push(id);
+            }
             Some(Ok((spec, issues))) => {
-                out.errors.extend(issues.iter().map(ToString::to_string));
-                out.devices.push(spec);
+                errors.extend(issues.into_iter().map(|mut i| {
+                    i.message = problems::clip(i.message);
+                    ProfileError::Invalid(i)
+                }));
+                devices.push(spec);
             }
         }
     }
-    out
+    let errors = problems::group_errors(errors);
+    let broken = resolved.format.is_none()
+        && errors
+            .iter()
+            .any(|e| matches!(e, ProfileError::Unreadable(_)));
+    Loaded {
+        unreadable: broken || (devices.is_empty() && !errors.is_empty()),
+        devices,
+        skipped,
+        errors: errors.iter().map(ToString::to_string).collect(),
+        warnings: resolved.warnings,
+        failed,
+    }
+}
+
+/// Keeps the running devices that the new profile names but got wrong: each goes on
+/// with the definition it runs, with an error in the log, instead of being stopped.
+/// Devices really absent from the profile still stop.
+pub fn keep_failed<D: Driver>(sup: &Supervisor<D>, loaded: &mut Loaded<D>) {
+    for id in &loaded.failed {
+        if loaded.devices.iter().any(|d| d.id() == id) {
+            continue;
+        }
+        if let Some(spec) = sup.spec(id) {
+            error!(device = %id, "the new definition of the device has errors; it keeps running on its previous one");
+            loaded.devices.push(spec);
+        }
+    }
 }
 
 type DesiredMap = BTreeMap<DeviceId, Vec<Desired>>;
@@ -215,8 +248,10 @@ pub async fn run<D: Driver>(
                     drop(text);
                     log_loaded(&loaded);
                     if loaded.unreadable {
-                        error!("the new profile cannot be read; the running devices are kept");
+                        error!("the new profile cannot be used (see the errors above); the running devices are kept");
                     } else {
+                        let mut loaded = loaded;
+                        keep_failed(&sup, &mut loaded);
                         let desired = if spec_desired {
                             desired_in(&loaded.devices)
                         } else {

@@ -233,6 +233,7 @@ pub fn bind<D: Driver>(driver: &D, def: DeviceDef) -> Option<Bound<D>> {
                 property: None,
                 field: Some(e.field),
                 message: e.message,
+                others: Vec::new(),
             }));
         }
     };
@@ -249,6 +250,7 @@ pub fn bind<D: Driver>(driver: &D, def: DeviceDef) -> Option<Bound<D>> {
                 property: Some(p.name.to_string()),
                 field: Some(e.field),
                 message: e.message,
+                others: Vec::new(),
             }),
         }
     }

@@ -49,3 +49,124 @@ fn check_lists_devices_skips_other_protocols_and_names_every_error() {
         "{report}"
     );
 }
+
+fn loaded(text: &str) -> mapper_sdk::app::Loaded<MemoryDriver> {
+    load(
+        &MemoryDriver::new(MemoryState::default()),
+        text,
+        &ResolveOptions::default(),
+    )
+}
+
+const GOOD: &str = r#"{"deviceInstances": [{"id": "a", "protocol": "p", "model": "m",
+  "propertyVisitors": [{"propertyName": "t", "visitorConfig": {"key": "t"}}]}],
+ "deviceModels": [{"name": "m", "properties": [{"name": "t", "dataType": "int"}]}],
+ "protocols": [{"name": "p", "protocol": "memory"}]}"#;
+
+#[test]
+fn profiles_nothing_can_be_used_from_are_unreadable() {
+    let good = loaded(GOOD);
+    assert!(!good.unreadable && good.errors.is_empty() && good.devices.len() == 1);
+    // An empty profile is a valid one: it stops every device.
+    assert!(!loaded(r#"{"deviceInstances": []}"#).unreadable);
+    let null_list = GOOD.replacen('{', r#"{"propertyVisitors": null, "#, 1);
+    let object_list = GOOD.replace(
+        r#""protocols": [{"name": "p", "protocol": "memory"}]"#,
+        r#""protocols": {"name": "p", "protocol": "memory"}"#,
+    );
+    let deep = format!(
+        r#"{{"deviceInstances": {}1{}}}"#,
+        "[".repeat(80),
+        "]".repeat(80)
+    );
+    let cases = [
+        (
+            r#"{"deviceInstances":[[[1]]]}"#.to_owned(),
+            "must be a JSON object",
+        ),
+        (deep, "levels deep"),
+        (null_list, "\"propertyVisitors\" must be a list, got null"),
+        (object_list, "\"protocols\" must be a list, got an object"),
+        (
+            GOOD.replace("\"model\": \"m\"", "\"model\": \"nope\""),
+            "is not in the profile",
+        ),
+    ];
+    for (text, want) in cases {
+        let l = loaded(&text);
+        let report = check_report(&l);
+        assert!(l.unreadable, "{report}");
+        assert!(l.devices.is_empty() && !l.errors.is_empty(), "{report}");
+        assert!(report.contains(want), "{want}: {report}");
+    }
+}
+
+#[test]
+fn a_device_with_errors_is_reported_failed_not_absent() {
+    let two = GOOD.replace(
+        r#"{"id": "a", "protocol": "p", "model": "m","#,
+        r#"{"id": "b", "protocol": "p", "model": "nope"}, {"id": "a", "protocol": "p", "model": "m","#,
+    );
+    let l = loaded(&two);
+    assert!(!l.unreadable);
+    assert_eq!(l.devices.len(), 1);
+    let failed: Vec<&str> = l.failed.iter().map(|d| d.as_str()).collect();
+    assert_eq!(failed, ["b"]);
+}
+
+/// Builds a v1beta1 `List` of one DeviceModel whose `properties` is a string of `big`
+/// bytes and `n` Devices using it.
+fn beta_list(big: usize, n: usize) -> String {
+    let mut items = vec![format!(
+        r#"{{"apiVersion":"devices.kubeedge.io/v1beta1","kind":"DeviceModel","metadata":{{"name":"m"}},"spec":{{"properties":"{}"}}}}"#,
+        "x".repeat(big)
+    )];
+    items.extend((0..n).map(|i| format!(
+        r#"{{"apiVersion":"devices.kubeedge.io/v1beta1","kind":"Device","metadata":{{"name":"d{i}"}},"spec":{{"deviceModelRef":{{"name":"m"}},"protocol":{{"protocolName":"memory"}}}}}}"#
+    )));
+    format!(
+        r#"{{"apiVersion":"v1","kind":"List","items":[{}]}}"#,
+        items.join(",")
+    )
+}
+
+/// A device-profile JSON of `n` devices whose one model's `properties` is a `big`-byte
+/// string.
+fn bad_model(big: usize, n: usize) -> String {
+    let instances: Vec<String> = (0..n)
+        .map(|i| format!(r#"{{"id":"d{i}","protocol":"p","model":"m"}}"#))
+        .collect();
+    format!(
+        r#"{{"deviceInstances":[{}],"deviceModels":[{{"name":"m","properties":"{}"}}],"protocols":[{{"name":"p","protocol":"memory"}}]}}"#,
+        instances.join(","),
+        "x".repeat(big)
+    )
+}
+
+#[test]
+fn adversarial_megabyte_profiles_give_a_short_report() {
+    // The ConfigMap limit is 1 MiB; these used to make reports of hundreds of MB.
+    for text in [
+        bad_model(300_000, 2_000),
+        bad_model(900_000, 1_200),
+        beta_list(400_000, 3_000),
+    ] {
+        assert!(text.len() < 1_048_576, "{}", text.len());
+        let l = loaded(&text);
+        let report = check_report(&l);
+        assert!(l.unreadable);
+        assert_eq!(l.errors.len(), 2, "{report}");
+        assert!(
+            report.len() < 2_000,
+            "{} bytes: {}",
+            report.len(),
+            &report[..2000.min(report.len())]
+        );
+        assert!(report.contains("device model \"m\""), "{report}");
+        assert!(report.contains(" more, field \"model\""), "{report}");
+        assert!(
+            report.contains(" bytes)"),
+            "the excerpt gives the length: {report}"
+        );
+    }
+}

@@ -456,3 +456,87 @@ async fn profile_edit_restarts_only_the_changed_device() {
     );
     mapper.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_profiles_never_stop_healthy_devices() {
+    let Some(broker) = Mosquitto::start() else {
+        return;
+    };
+    let peer = TwinPeer::connect(broker.port).await;
+    let state = MemoryState::default();
+    for d in ["a", "b", "c"] {
+        seed(&state, d);
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("deviceProfile.json");
+    let good = profile(&[("a", 100), ("b", 100), ("c", 100)]);
+    write_profile(&path, &good);
+    let mapper = Mapper::start(
+        &broker,
+        &state,
+        ProfileSetting::File(path.clone()),
+        "badprof",
+    );
+    for d in ["a", "b", "c"] {
+        assert!(
+            peer.wait(WAIT, |p| p.last_state(d).as_deref() == Some("online"))
+                .await,
+            "{d}"
+        );
+    }
+    let connects = |d: &str| state.with(d, |s| s.connects);
+    let offline = |d: &str| {
+        peer.on_topic(&format!("$hw/events/device/{d}/state/update"))
+            .iter()
+            .filter(|p| p.get("state").and_then(|s| s.as_str()) == Some("offline"))
+            .count()
+    };
+    let all_failing = good.replace(r#""model":"m""#, r#""model":"gone""#);
+    let bad = [
+        r#"{"deviceInstances":[[[1]]]}"#.to_owned(),
+        format!(
+            r#"{{"deviceInstances":{}1{}}}"#,
+            "[".repeat(100),
+            "]".repeat(100)
+        ),
+        good.replacen('{', r#"{"propertyVisitors":null,"#, 1),
+        good.replacen('{', r#"{"deviceModels":{"name":"m"},"#, 1),
+        all_failing,
+    ];
+    for text in &bad {
+        write_profile(&path, text);
+        // Nothing may change: the condition must hold for a while after the edit.
+        let changed = wait_until(Duration::from_secs(1), || {
+            (connects("a"), connects("b"), connects("c")) != (1, 1, 1)
+                || offline("a") + offline("b") + offline("c") > 0
+        })
+        .await;
+        assert!(
+            !changed,
+            "a broken profile stopped or restarted devices: {}",
+            &text[..60.min(text.len())]
+        );
+    }
+    // b gets an error and c leaves: c stops, b keeps running on its old definition.
+    let b_broken = profile(&[("a", 100), ("b", 100)]).replace(
+        r#""id":"b","name":"b","protocol":"p-b","model":"m""#,
+        r#""id":"b","name":"b","protocol":"p-b","model":"missing""#,
+    );
+    assert!(b_broken.contains(r#""model":"missing""#));
+    write_profile(&path, &b_broken);
+    assert!(
+        peer.wait(WAIT, |p| p.last_state("c").as_deref() == Some("offline"))
+            .await,
+        "a device really absent from the profile stops"
+    );
+    assert_eq!((connects("a"), connects("b")), (1, 1));
+    assert_eq!(offline("a") + offline("b"), 0);
+    state.set("b", "temperature", Value::Int(66));
+    assert!(
+        peer.wait(WAIT, |p| p.last_actual("b", "temperature").as_deref()
+            == Some("66"))
+            .await,
+        "the device with errors still runs"
+    );
+    mapper.stop().await;
+}

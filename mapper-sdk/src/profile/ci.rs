@@ -220,7 +220,7 @@ impl<'de> Deserializer<'de> for Ci {
 const RAW_VALUE_TOKEN: &str = "$serde_json::private::RawValue";
 
 /// Collects an object's entries in order, duplicates included, values left as text.
-struct Entries;
+pub(super) struct Entries;
 
 impl<'de> Visitor<'de> for Entries {
     type Value = Vec<(String, &'de RawValue)>;

@@ -135,7 +135,12 @@ pub(super) fn add_resource(kind: &str, format: Format, doc: Json, drafts: &mut D
     let res: Resource = match ci::from_value(doc) {
         Ok(r) => r,
         Err(e) => {
-            record_malformed(kind, &name_hint, &e.to_string(), drafts);
+            record_malformed(
+                kind,
+                &name_hint,
+                &super::problems::clip(e.to_string()),
+                drafts,
+            );
             return;
         }
     };
@@ -146,7 +151,7 @@ pub(super) fn add_resource(kind: &str, format: Format, doc: Json, drafts: &mut D
         _ => alpha_model(res, drafts),
     };
     if let Err(e) = result {
-        record_malformed(kind, &name_hint, &e, drafts);
+        record_malformed(kind, &name_hint, &super::problems::clip(e), drafts);
     }
 }
 
@@ -237,7 +242,7 @@ fn alpha_device(res: Resource, drafts: &mut Drafts) -> Result<(), String> {
                 .unwrap_or_default(),
             collect: field("collectCycle"),
             report: field("reportCycle"),
-            config,
+            config: Arc::new(config),
             desired: None,
         });
     }
@@ -270,10 +275,7 @@ fn alpha_model(res: Resource, drafts: &mut Drafts) -> Result<(), String> {
         .models
         .entry(res.metadata.name)
         .or_default()
-        .push(DraftModel {
-            namespace: res.metadata.namespace,
-            properties: props,
-        });
+        .push(DraftModel::new(res.metadata.namespace, props));
     Ok(())
 }
 
@@ -312,7 +314,7 @@ fn beta_device(res: Resource, drafts: &mut Drafts) -> Result<(), String> {
             property: p.name,
             collect: p.collect_cycle,
             report: p.report_cycle,
-            config: p.visitors.and_then(|v| v.config_data).unwrap_or(Json::Null),
+            config: Arc::new(p.visitors.and_then(|v| v.config_data).unwrap_or(Json::Null)),
             desired,
         });
     }
@@ -332,16 +334,13 @@ fn beta_model(res: Resource, drafts: &mut Drafts) -> Result<(), String> {
             minimum: p.minimum,
             maximum: p.maximum,
             unit: p.unit,
-            visitor: p.visitors.and_then(|v| v.config_data),
+            visitor: p.visitors.and_then(|v| v.config_data).map(Arc::new),
         })
         .collect();
     drafts
         .models
         .entry(res.metadata.name)
         .or_default()
-        .push(DraftModel {
-            namespace: res.metadata.namespace,
-            properties: props,
-        });
+        .push(DraftModel::new(res.metadata.namespace, props));
     Ok(())
 }

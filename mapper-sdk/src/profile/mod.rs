@@ -15,9 +15,10 @@
 
 pub mod ci;
 mod crd;
+pub mod problems;
 mod raw;
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
@@ -235,6 +236,9 @@ pub struct Issue {
     pub field: Option<String>,
     /// What is wrong and how to fix it.
     pub message: String,
+    /// Other devices with exactly this problem (e.g. all the devices of a broken model),
+    /// so that one problem is one message; shortened when shown.
+    pub others: Vec<String>,
 }
 
 impl Issue {
@@ -244,6 +248,18 @@ impl Issue {
             property: None,
             field: Some(field.to_owned()),
             message: message.into(),
+            others: Vec::new(),
+        }
+    }
+
+    /// A problem of the profile as a whole or of a model, not of one device.
+    fn general(field: &str, message: impl Into<String>) -> Self {
+        Self {
+            device: None,
+            property: None,
+            field: Some(field.to_owned()),
+            message: message.into(),
+            others: Vec::new(),
         }
     }
 
@@ -253,6 +269,7 @@ impl Issue {
             property: Some(property.to_owned()),
             field: Some(field.to_owned()),
             message: message.into(),
+            others: Vec::new(),
         }
     }
 }
@@ -261,13 +278,13 @@ impl fmt::Display for Issue {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let mut parts = Vec::new();
         if let Some(d) = &self.device {
-            parts.push(format!("device {d:?}"));
+            parts.push(problems::devices_label(d, &self.others));
         }
         if let Some(p) = &self.property {
-            parts.push(format!("property {p:?}"));
+            parts.push(format!("property {:?}", problems::excerpt(p)));
         }
         if let Some(x) = &self.field {
-            parts.push(format!("field {x:?}"));
+            parts.push(format!("field {:?}", problems::excerpt(x)));
         }
         if parts.is_empty() {
             f.write_str(&self.message)
@@ -299,6 +316,10 @@ pub struct Resolved {
     pub errors: Vec<ProfileError>,
     /// Things that work but are probably not what the author meant.
     pub warnings: Vec<Issue>,
+    /// Devices the profile names whose definition has errors (none of them is in
+    /// `devices`): a running device of these ids keeps its previous definition rather
+    /// than being stopped.
+    pub failed: Vec<DeviceId>,
 }
 
 /// Parses and resolves a profile in any supported format. Pure.
@@ -320,6 +341,9 @@ pub fn resolve(text: &str, opts: &ResolveOptions) -> Resolved {
         }
     }
     finish(drafts, opts, &mut out);
+    out.errors = problems::group_errors(std::mem::take(&mut out.errors));
+    out.warnings = problems::group_issues(std::mem::take(&mut out.warnings));
+    out.devices.shrink_to_fit();
     out
 }
 
@@ -339,6 +363,12 @@ fn parse_documents(text: &str) -> Result<Vec<Doc<'_>>, String> {
         return Err("the profile is empty".into());
     }
     if trimmed.starts_with('{') || trimmed.starts_with('[') {
+        if let Some(at) = problems::too_deep(trimmed) {
+            return Err(format!(
+                "the profile nests lists and objects more than {} levels deep (at byte {at}); a device profile needs about ten",
+                problems::MAX_DEPTH
+            ));
+        }
         let invalid = |e: serde_json::Error| format!("invalid JSON: {e}");
         if trimmed.starts_with('[') {
             let items: Vec<&serde_json::value::RawValue> =
@@ -349,8 +379,24 @@ fn parse_documents(text: &str) -> Result<Vec<Doc<'_>>, String> {
             serde_json::from_str(trimmed).map_err(invalid)?,
         )]);
     }
-    let docs: Vec<Json> =
-        serde_saphyr::from_multiple(trimmed).map_err(|e| format!("invalid YAML: {e}"))?;
+    let docs: Vec<Json> = serde_saphyr::from_multiple(trimmed).map_err(|e| {
+        let e = e.to_string();
+        // The parser's own depth budget (64 levels).
+        if e.contains("budget breached: Depth") {
+            format!(
+                "the profile nests lists and objects more than {} levels deep; a device profile needs about ten",
+                problems::MAX_DEPTH
+            )
+        } else {
+            problems::clip(format!("invalid YAML: {e}"))
+        }
+    })?;
+    if docs.iter().any(problems::tree_too_deep) {
+        return Err(format!(
+            "the profile nests lists and objects more than {} levels deep; a device profile needs about ten",
+            problems::MAX_DEPTH
+        ));
+    }
     Ok(docs
         .into_iter()
         .filter(|d| !d.is_null())
@@ -380,15 +426,18 @@ fn classify(doc: Doc<'_>, drafts: &mut Drafts, out: &mut Resolved) -> Result<(),
                     && (h.device_instances.0 || h.device_models.0 || h.protocols.0)
             });
             if profile {
-                let format = raw::add_profile(text, drafts);
+                let format = raw::add_profile(text, drafts)?;
                 note_format(out, format);
                 return Ok(());
             }
-            serde_json::from_str(text.get()).map_err(|e| format!("invalid JSON: {e}"))?
+            serde_json::from_str(text.get()).map_err(|e| match problems::describe(text, &e) {
+                (Some(path), msg) => format!("invalid JSON: {path}: {msg}"),
+                (None, msg) => format!("invalid JSON: {msg}"),
+            })?
         }
         Doc::Tree(doc) => doc,
     };
-    let Json::Object(map) = &doc else {
+    let Json::Object(mut map) = doc else {
         return Err("expected a JSON or YAML object".into());
     };
     let get = |k: &str| {
@@ -408,10 +457,18 @@ fn classify(doc: Doc<'_>, drafts: &mut Drafts, out: &mut Resolved) -> Result<(),
         let api = api.as_str();
         return match kind {
             "List" | "DeviceList" | "DeviceModelList" | "ConfigMapList" => {
-                let items = get("items")
-                    .and_then(Json::as_array)
+                // Taken, not cloned: a list is most of its document.
+                let key = map
+                    .keys()
+                    .find(|k| k.eq_ignore_ascii_case("items"))
                     .cloned()
                     .unwrap_or_default();
+                let items = match map.remove(&key) {
+                    Some(Json::Array(items)) => items,
+                    None | Some(Json::Null) => Vec::new(),
+                    Some(_) => return Err(format!("the {kind}'s \"items\" is not a list")),
+                };
+                drop(map);
                 for item in items {
                     classify(Doc::Tree(item), drafts, out)?;
                 }
@@ -441,7 +498,7 @@ fn classify(doc: Doc<'_>, drafts: &mut Drafts, out: &mut Resolved) -> Result<(),
                     Format::V1Alpha2Resources
                 };
                 note_format(out, format);
-                crd::add_resource(kind, format, doc, drafts);
+                crd::add_resource(kind, format, Json::Object(map), drafts);
                 Ok(())
             }
             "CustomResourceDefinition" => Err(format!(
@@ -452,16 +509,18 @@ fn classify(doc: Doc<'_>, drafts: &mut Drafts, out: &mut Resolved) -> Result<(),
                     .unwrap_or("?")
             )),
             other => Err(format!(
-                "a {other} ({api}) is not a device profile; expected a device-profile JSON, a ConfigMap holding one, or Device/DeviceModel resources"
+                "a {} ({}) is not a device profile; expected a device-profile JSON, a ConfigMap holding one, or Device/DeviceModel resources",
+                problems::excerpt(other),
+                problems::excerpt(api)
             )),
         };
     }
     if is_profile {
         // A tree (from YAML or a list): read it the same way as JSON text.
-        let text = serde_json::to_string(&doc).map_err(|e| e.to_string())?;
+        let text = serde_json::to_string(&map).map_err(|e| e.to_string())?;
         let text: &serde_json::value::RawValue =
             serde_json::from_str(&text).map_err(|e| e.to_string())?;
-        let format = raw::add_profile(text, drafts);
+        let format = raw::add_profile(text, drafts)?;
         note_format(out, format);
         return Ok(());
     }
@@ -503,7 +562,8 @@ struct DraftVisitor {
     property: String,
     collect: Option<Json>,
     report: Option<Json>,
-    config: Json,
+    /// Shared: v1alpha1 visitors are given to every device of their model.
+    config: Arc<Json>,
     desired: Option<String>,
 }
 
@@ -516,13 +576,34 @@ struct DraftModelProperty {
     maximum: Option<Json>,
     unit: Option<String>,
     /// Model-level visitor defaults (v1beta1 1.22+), merged under the device's.
-    visitor: Option<Json>,
+    visitor: Option<Arc<Json>>,
 }
 
 #[derive(Debug, Default, Clone)]
 struct DraftModel {
     namespace: Option<String>,
     properties: Vec<DraftModelProperty>,
+    /// Property name -> its first definition in `properties` (a model may have
+    /// thousands of properties, each looked up by every visitor).
+    by_name: HashMap<String, usize>,
+}
+
+impl DraftModel {
+    fn new(namespace: Option<String>, properties: Vec<DraftModelProperty>) -> Self {
+        let mut by_name = HashMap::with_capacity(properties.len());
+        for (i, p) in properties.iter().enumerate() {
+            by_name.entry(p.name.clone()).or_insert(i);
+        }
+        Self {
+            namespace,
+            properties,
+            by_name,
+        }
+    }
+
+    fn property(&self, name: &str) -> Option<&DraftModelProperty> {
+        self.by_name.get(name).and_then(|&i| self.properties.get(i))
+    }
 }
 
 #[derive(Debug, Default)]
@@ -530,7 +611,8 @@ struct Drafts {
     devices: Vec<Draft>,
     /// Model name -> definitions (possibly in several namespaces).
     models: BTreeMap<String, Vec<DraftModel>>,
-    /// Problems with a model, reported on every device that uses it.
+    /// Problems with a model: reported once each, and every device that uses the model
+    /// fails with one short error.
     model_issues: BTreeMap<String, Vec<String>>,
 }
 
@@ -568,52 +650,8 @@ impl Sharing {
     }
 }
 
-fn finish(drafts: Drafts, opts: &ResolveOptions, out: &mut Resolved) {
-    let mut seen = BTreeSet::new();
-    let mut sharing = Sharing::default();
-    for draft in drafts.devices {
-        let label = if draft.id.is_empty() {
-            draft.name.clone()
-        } else {
-            draft.id.clone()
-        };
-        for issue in &draft.issues {
-            out.errors.push(ProfileError::Invalid(issue.clone()));
-        }
-        if label.is_empty() {
-            out.errors.push(ProfileError::Invalid(Issue {
-                device: None,
-                property: None,
-                field: Some("id".into()),
-                message: "a device instance has neither id nor name; give it an id".into(),
-            }));
-            continue;
-        }
-        match finish_device(draft, &drafts.models, &drafts.model_issues, opts, out) {
-            Ok(mut dev) => {
-                if seen.insert(dev.id.clone()) {
-                    sharing.share(&mut dev);
-                    out.devices.push(dev);
-                } else {
-                    out.errors.push(ProfileError::Invalid(Issue::device(
-                        &label,
-                        "id",
-                        "a device with this id appears more than once; the first one is used",
-                    )));
-                }
-            }
-            Err(issue) => out.errors.push(ProfileError::Invalid(issue)),
-        }
-    }
-}
-
-fn finish_device(
-    draft: Draft,
-    models: &BTreeMap<String, Vec<DraftModel>>,
-    model_issues: &BTreeMap<String, Vec<String>>,
-    opts: &ResolveOptions,
-    out: &mut Resolved,
-) -> Result<DeviceDef, Issue> {
+/// The names a draft goes by: (name, profile id, namespace, topic id).
+fn draft_names(draft: &Draft, opts: &ResolveOptions) -> (String, String, String, String) {
     let name = if draft.name.is_empty() {
         draft.id.clone()
     } else {
@@ -636,6 +674,66 @@ fn finish_device(
             _ => name.clone(),
         },
     };
+    (name, profile_id, namespace, id)
+}
+
+fn finish(drafts: Drafts, opts: &ResolveOptions, out: &mut Resolved) {
+    let mut seen = BTreeSet::new();
+    let mut sharing = Sharing::default();
+    for (model, problems) in &drafts.model_issues {
+        for problem in problems {
+            out.errors.push(ProfileError::Invalid(Issue::general(
+                "deviceModels",
+                format!("device model {:?}: {problem}", problems::excerpt(model)),
+            )));
+        }
+    }
+    for mut draft in drafts.devices {
+        for issue in std::mem::take(&mut draft.issues) {
+            out.errors.push(ProfileError::Invalid(issue));
+        }
+        let (_, label, _, id) = draft_names(&draft, opts);
+        if label.is_empty() {
+            let issue = match draft.protocol.take() {
+                // A malformed entry without a usable id: its own error says why.
+                Some(Err(issue)) if issue.device.is_none() => issue,
+                _ => Issue::general(
+                    "id",
+                    "a device instance has neither id nor name; give it an id",
+                ),
+            };
+            out.errors.push(ProfileError::Invalid(issue));
+            continue;
+        }
+        if !seen.insert(id.clone()) {
+            out.errors.push(ProfileError::Invalid(Issue::device(
+                &label,
+                "id",
+                "a device with this id appears more than once; the first one is used",
+            )));
+            continue;
+        }
+        match finish_device(draft, &drafts.models, &drafts.model_issues, opts, out) {
+            Ok(mut dev) => {
+                sharing.share(&mut dev);
+                out.devices.push(dev);
+            }
+            Err(issue) => {
+                out.errors.push(ProfileError::Invalid(issue));
+                out.failed.push(DeviceId(id));
+            }
+        }
+    }
+}
+
+fn finish_device(
+    draft: Draft,
+    models: &BTreeMap<String, Vec<DraftModel>>,
+    model_issues: &BTreeMap<String, Vec<String>>,
+    opts: &ResolveOptions,
+    out: &mut Resolved,
+) -> Result<DeviceDef, Issue> {
+    let (name, profile_id, namespace, id) = draft_names(&draft, opts);
     let label = profile_id.as_str();
     let protocol = match draft.protocol {
         Some(Ok(p)) => p,
@@ -655,14 +753,13 @@ fn finish_device(
             "the device names no device model",
         ));
     }
-    if let Some(problems) = model_issues.get(&draft.model) {
+    if model_issues.contains_key(&draft.model) {
         return Err(Issue::device(
             label,
             "model",
             format!(
-                "device model {:?} is invalid: {}",
-                draft.model,
-                problems.join("; ")
+                "device model {:?} is invalid (see its errors); fix the model",
+                problems::excerpt(&draft.model)
             ),
         ));
     }
@@ -703,7 +800,7 @@ fn finish_device(
             )));
             continue;
         }
-        let Some(mp) = model.properties.iter().find(|p| p.name == prop) else {
+        let Some(mp) = model.property(&prop) else {
             out.errors.push(ProfileError::Invalid(Issue::property(
                 label,
                 &prop,
@@ -784,7 +881,8 @@ fn finish_property(
             ctx.issue(
                 "dataType",
                 format!(
-                    "unknown data type {t:?}; use int, float, double, boolean, string or bytes"
+                    "unknown data type {:?}; use int, float, double, boolean, string or bytes",
+                    problems::excerpt(t)
                 ),
             )
         })?,
@@ -795,7 +893,10 @@ fn finish_property(
         Some(a) => AccessMode::parse(a).ok_or_else(|| {
             ctx.issue(
                 "accessMode",
-                format!("unknown access mode {a:?}; use ReadWrite or ReadOnly"),
+                format!(
+                    "unknown access mode {:?}; use ReadWrite or ReadOnly",
+                    problems::excerpt(a)
+                ),
             )
         })?,
     };
@@ -826,10 +927,15 @@ fn finish_property(
         Cycle::Never => None,
         Cycle::Every(d) => Some(d),
     };
-    let mut visitor = v.config;
-    if let Some(defaults) = &mp.visitor {
-        visitor = merge_json(defaults.clone(), visitor);
-    }
+    let visitor = match &mp.visitor {
+        // The device sets nothing: share the model's defaults.
+        Some(defaults) if v.config.is_null() => Arc::clone(defaults),
+        Some(defaults) => Arc::new(merge_json(
+            Json::clone(defaults),
+            Arc::unwrap_or_clone(v.config),
+        )),
+        None => v.config,
+    };
     let in_data = data_properties.contains(ctx.property);
     let (desired, stored_type) = match twin {
         Some((d, t)) => (d.clone().or(v.desired), t.clone()),
@@ -844,7 +950,7 @@ fn finish_property(
         unit: mp.unit.clone().filter(|u| !u.is_empty()),
         collect_cycle: collect,
         report_cycle: report,
-        visitor: Arc::new(visitor),
+        visitor,
         twin: twin.is_some() || !in_data,
         data: in_data,
         desired: desired.filter(|d| !d.is_empty()),
@@ -881,8 +987,8 @@ fn number(ctx: &PropCtx<'_>, field: &str, v: Option<&Json>) -> Result<Option<f64
             .ok()
             .filter(|f| f.is_finite())
             .map(Some)
-            .ok_or_else(|| ctx.issue(field, format!("{s:?} is not a number"))),
-        Some(other) => Err(ctx.issue(field, format!("expected a number, got {other}"))),
+            .ok_or_else(|| ctx.issue(field, format!("{:?} is not a number", problems::excerpt(s)))),
+        Some(other) => Err(ctx.issue(field, format!("expected a number, got {}", short(other)))),
     }
 }
 
@@ -916,14 +1022,22 @@ fn cycle(
                 }
             },
         },
-        Some(Json::String(s)) => s
-            .trim()
-            .parse()
-            .map_err(|_| ctx.issue(field, format!("{s:?} is not a whole number of {unit_name}")))?,
+        Some(Json::String(s)) => s.trim().parse().map_err(|_| {
+            ctx.issue(
+                field,
+                format!(
+                    "{:?} is not a whole number of {unit_name}",
+                    problems::excerpt(s)
+                ),
+            )
+        })?,
         Some(other) => {
             return Err(ctx.issue(
                 field,
-                format!("expected a whole number of {unit_name}, got {other}"),
+                format!(
+                    "expected a whole number of {unit_name}, got {}",
+                    short(other)
+                ),
             ));
         }
     };
@@ -960,12 +1074,7 @@ fn cycle(
 
 /// A JSON value rendered compactly for messages.
 fn short(v: &Json) -> String {
-    let s = v.to_string();
-    if s.chars().count() > 80 {
-        format!("{}...", s.chars().take(77).collect::<String>())
-    } else {
-        s
-    }
+    problems::excerpt(&v.to_string())
 }
 
 #[cfg(test)]

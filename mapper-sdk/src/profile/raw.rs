@@ -12,23 +12,60 @@ use serde_json::{Map, Value as Json};
 
 use super::{
     CycleUnit, Draft, DraftModel, DraftModelProperty, DraftVisitor, Drafts, Format, Issue,
-    ProtocolDef, ci, short,
+    ProtocolDef, ci,
 };
 
-/// The profile's lists, each entry still as text: entries are deserialized one by one,
-/// so the whole profile never exists as a JSON tree.
+/// The profile's lists, still as text: each is checked to be a list, then its entries
+/// are deserialized one by one, so the whole profile never exists as a JSON tree.
 #[derive(Debug, Default, Deserialize)]
 #[serde(rename_all = "camelCase", default)]
 struct RawProfile<'a> {
     #[serde(borrow)]
-    device_instances: Vec<&'a RawValue>,
+    device_instances: Slot<'a>,
     #[serde(borrow)]
-    device_models: Vec<&'a RawValue>,
+    device_models: Slot<'a>,
     #[serde(borrow)]
-    protocols: Vec<&'a RawValue>,
+    protocols: Slot<'a>,
     /// v1alpha1 only: visitors at the top level, per model.
     #[serde(borrow)]
-    property_visitors: Vec<&'a RawValue>,
+    property_visitors: Slot<'a>,
+}
+
+/// A key's value as text, `null` included (`None`: the key is absent).
+#[derive(Debug, Default)]
+struct Slot<'a>(Option<&'a RawValue>);
+
+impl<'de: 'a, 'a> Deserialize<'de> for Slot<'a> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        <&'a RawValue>::deserialize(d).map(|r| Self(Some(r)))
+    }
+}
+
+/// What a JSON text is, for messages.
+fn json_kind(raw: &RawValue) -> &'static str {
+    match raw.get().trim_start().bytes().next() {
+        Some(b'{') => "an object",
+        Some(b'[') => "a list",
+        Some(b'"') => "a string",
+        Some(b'n') => "null",
+        Some(b't' | b'f') => "a boolean",
+        _ => "a number",
+    }
+}
+
+/// The entries of a top-level list; an error naming the list when it is not one.
+fn entries<'a>(name: &str, slot: &Slot<'a>) -> Result<Vec<&'a RawValue>, String> {
+    let Some(raw) = slot.0 else {
+        return Ok(Vec::new());
+    };
+    if raw.get().trim_start().starts_with('[') {
+        serde_json::from_str(raw.get()).map_err(|e| format!("\"{name}\" cannot be read: {e}"))
+    } else {
+        Err(format!(
+            "\"{name}\" must be a list, got {}; write [] for an empty list or remove the key",
+            json_kind(raw)
+        ))
+    }
 }
 
 /// Whether a key is present, whatever its value (`null` included).
@@ -48,11 +85,16 @@ struct LegacyProbe {
     protocol_config: Present,
 }
 
-/// A string-valued key of an entry that failed to parse, to name it in the error.
+/// A string-valued key of an entry that failed to parse, to name it in the error. The
+/// other values stay text, so one that cannot be parsed (`1e400`) does not hide the name.
 fn hint(entry: &RawValue, keys: &[&str]) -> Option<String> {
-    let map: Map<String, Json> = serde_json::from_str(entry.get()).ok()?;
-    keys.iter()
-        .find_map(|k| map.get(*k).and_then(Json::as_str).map(str::to_owned))
+    let map: BTreeMap<String, &RawValue> = serde_json::from_str(entry.get()).ok()?;
+    keys.iter().find_map(|k| {
+        map.iter()
+            .find(|(key, _)| key.eq_ignore_ascii_case(k))
+            .and_then(|(_, v)| serde_json::from_str::<String>(v.get()).ok())
+            .filter(|s| !s.is_empty())
+    })
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -174,11 +216,36 @@ impl Draft {
     }
 }
 
-/// Adds a device-profile JSON document to the drafts and returns its format.
-pub(super) fn add_profile(doc: &RawValue, drafts: &mut Drafts) -> Format {
-    let profile: RawProfile = ci::from_raw(doc).unwrap_or_default();
-    let legacy = !profile.property_visitors.is_empty()
-        || profile.protocols.iter().any(|p| {
+/// A top-level v1alpha1 visitor, parsed once and shared by the devices of its model.
+struct ModelVisitor {
+    property: String,
+    collect: Option<Json>,
+    report: Option<Json>,
+    config: Arc<Json>,
+}
+
+/// Adds a device-profile JSON document to the drafts and returns its format. Fails, with
+/// an error naming the list, when a top-level list is not a list: such a profile is
+/// broken as a whole, and reading it as empty would stop every device.
+pub(super) fn add_profile<'a>(doc: &'a RawValue, drafts: &mut Drafts) -> Result<Format, String> {
+    let profile: RawProfile =
+        ci::from_raw(doc).map_err(|e| super::problems::clip(format!("invalid profile: {e}")))?;
+    let mut wrong = Vec::new();
+    let mut list = |r: Result<Vec<&'a RawValue>, String>| {
+        r.unwrap_or_else(|e| {
+            wrong.push(e);
+            Vec::new()
+        })
+    };
+    let device_instances = list(entries("deviceInstances", &profile.device_instances));
+    let device_models = list(entries("deviceModels", &profile.device_models));
+    let protocol_entries = list(entries("protocols", &profile.protocols));
+    let property_visitors = list(entries("propertyVisitors", &profile.property_visitors));
+    if !wrong.is_empty() {
+        return Err(wrong.join("; "));
+    }
+    let legacy = !property_visitors.is_empty()
+        || protocol_entries.iter().any(|p| {
             serde_json::from_str::<LegacyProbe>(p.get()).is_ok_and(|l| l.protocol_config.0)
         });
     let format = if legacy {
@@ -187,8 +254,8 @@ pub(super) fn add_profile(doc: &RawValue, drafts: &mut Drafts) -> Format {
         Format::V1Alpha2Profile
     };
 
-    let mut protocols: BTreeMap<String, Result<ProtocolDef, String>> = BTreeMap::new();
-    for (i, p) in profile.protocols.into_iter().enumerate() {
+    let mut protocols: BTreeMap<String, Result<ProtocolDef, ProtocolProblem>> = BTreeMap::new();
+    for (i, p) in protocol_entries.into_iter().enumerate() {
         match ci::from_raw::<RawProtocol>(p) {
             Ok(p) => {
                 let def = match p.protocol.filter(|k| !k.is_empty()) {
@@ -197,24 +264,40 @@ pub(super) fn add_profile(doc: &RawValue, drafts: &mut Drafts) -> Format {
                         config: Arc::new(p.protocol_config.unwrap_or(Json::Null)),
                         common: Arc::new(p.protocol_common_config.unwrap_or(Json::Null)),
                     }),
-                    None => Err(format!(
-                        "protocol entry {:?} has no \"protocol\" kind",
-                        p.name
-                    )),
+                    None => Err(ProtocolProblem {
+                        field: "protocol".into(),
+                        message: format!(
+                            "protocol entry {:?} has no \"protocol\" kind",
+                            super::problems::excerpt(&p.name)
+                        ),
+                    }),
                 };
                 protocols.insert(p.name, def);
             }
             Err(e) => {
                 let name = hint(p, &["name"]).unwrap_or_else(|| format!("#{i}"));
-                protocols.insert(
-                    name.clone(),
-                    Err(format!("protocol entry {name:?} is malformed: {e}")),
-                );
+                let err = match super::problems::describe(p, &e) {
+                    (Some(field), msg) => ProtocolProblem {
+                        field,
+                        message: format!(
+                            "protocol entry {:?}: {msg}",
+                            super::problems::excerpt(&name)
+                        ),
+                    },
+                    (None, msg) => ProtocolProblem {
+                        field: "protocol".into(),
+                        message: format!(
+                            "protocol entry {:?} is malformed: {msg}",
+                            super::problems::excerpt(&name)
+                        ),
+                    },
+                };
+                protocols.insert(name, Err(err));
             }
         }
     }
 
-    for m in profile.device_models {
+    for m in device_models {
         match ci::from_raw::<RawModel>(m) {
             Ok(model) => {
                 let mut props = Vec::new();
@@ -229,60 +312,67 @@ pub(super) fn add_profile(doc: &RawValue, drafts: &mut Drafts) -> Format {
                             unit: p.unit,
                             visitor: None,
                         }),
-                        Err(e) => drafts
-                            .model_issues
-                            .entry(model.name.clone())
-                            .or_default()
-                            .push(format!(
-                                "property {} is malformed: {e}",
-                                short(&serde_json::from_str(p.get()).unwrap_or(Json::Null))
-                            )),
+                        Err(e) => {
+                            let name = hint(p, &["name"]).unwrap_or_default();
+                            let problem = match super::problems::describe(p, &e) {
+                                (Some(field), msg) => format!(
+                                    "property {:?}: {field}: {msg}",
+                                    super::problems::excerpt(&name)
+                                ),
+                                (None, msg) => format!(
+                                    "property {:?} is malformed: {msg}",
+                                    super::problems::excerpt(&name)
+                                ),
+                            };
+                            drafts
+                                .model_issues
+                                .entry(model.name.clone())
+                                .or_default()
+                                .push(problem);
+                        }
                     }
                 }
                 drafts
                     .models
                     .entry(model.name)
                     .or_default()
-                    .push(DraftModel {
-                        namespace: None,
-                        properties: props,
-                    });
+                    .push(DraftModel::new(None, props));
             }
-            Err(e) => drafts
-                .model_issues
-                .entry(hint(m, &["name"]).unwrap_or_default())
-                .or_default()
-                .push(format!("the model is malformed: {e}")),
+            Err(e) => {
+                let problem = match super::problems::describe(m, &e) {
+                    (Some(field), msg) => format!("{field}: {msg}"),
+                    (None, msg) => format!("the model is malformed: {msg}"),
+                };
+                drafts
+                    .model_issues
+                    .entry(hint(m, &["name"]).unwrap_or_default())
+                    .or_default()
+                    .push(problem);
+            }
         }
     }
 
     // v1alpha1: visitors per model at the top level.
-    let mut model_visitors: BTreeMap<String, Vec<RawVisitor>> = BTreeMap::new();
-    for v in profile.property_visitors {
+    let mut model_visitors: BTreeMap<String, Vec<ModelVisitor>> = BTreeMap::new();
+    for v in property_visitors {
         if let Ok(v) = ci::from_raw::<RawVisitor>(v) {
             model_visitors
                 .entry(v.model_name.clone().unwrap_or_default())
                 .or_default()
-                .push(v);
+                .push(ModelVisitor {
+                    property: v.property_name.or(v.name).unwrap_or_default(),
+                    collect: v.collect_cycle,
+                    report: v.report_cycle,
+                    config: Arc::new(v.visitor_config.unwrap_or(Json::Null)),
+                });
         }
     }
 
-    for entry in profile.device_instances {
+    for (i, entry) in device_instances.into_iter().enumerate() {
         let inst: RawInstance = match ci::from_raw(entry) {
             Ok(i) => i,
             Err(e) => {
-                let id_hint = hint(entry, &["id", "name"]).unwrap_or_default();
-                let mut d = Draft {
-                    id: id_hint.clone(),
-                    name: id_hint.clone(),
-                    ..Draft::default()
-                };
-                d.protocol = Some(Err(Issue::device(
-                    if id_hint.is_empty() { "?" } else { &id_hint },
-                    "deviceInstances",
-                    format!("the device instance is malformed: {e}"),
-                )));
-                drafts.devices.push(d);
+                drafts.devices.push(malformed_instance(i, entry, &e));
                 continue;
             }
         };
@@ -306,30 +396,87 @@ pub(super) fn add_profile(doc: &RawValue, drafts: &mut Drafts) -> Format {
             )),
             Some(p) => match protocols.get(p) {
                 Some(Ok(def)) => Ok(def.clone()),
-                Some(Err(e)) => Err(Issue::device(&label, "protocol", e.clone())),
+                Some(Err(e)) => Err(Issue::device(&label, &e.field, e.message.clone())),
                 None => Err(Issue::device(
                     &label,
                     "protocol",
-                    format!("protocol entry {p:?} is not in the profile's protocols"),
+                    format!(
+                        "protocol entry {:?} is not in the profile's protocols",
+                        super::problems::excerpt(p)
+                    ),
                 )),
             },
         });
         d.add_twins_and_data(inst.twins.unwrap_or_default(), inst.data);
-        let visitors = match inst.property_visitors {
-            Some(v) if !v.is_empty() => v,
-            _ => model_visitors.get(&d.model).cloned().unwrap_or_default(),
-        };
-        for v in visitors {
-            let property = v.property_name.or(v.name).unwrap_or_default();
-            d.visitors.push(DraftVisitor {
-                property,
-                collect: v.collect_cycle,
-                report: v.report_cycle,
-                config: v.visitor_config.unwrap_or(Json::Null),
-                desired: None,
-            });
+        match inst.property_visitors {
+            Some(v) if !v.is_empty() => {
+                for v in v {
+                    d.visitors.push(DraftVisitor {
+                        property: v.property_name.or(v.name).unwrap_or_default(),
+                        collect: v.collect_cycle,
+                        report: v.report_cycle,
+                        config: Arc::new(v.visitor_config.unwrap_or(Json::Null)),
+                        desired: None,
+                    });
+                }
+            }
+            _ => {
+                for v in model_visitors.get(&d.model).into_iter().flatten() {
+                    d.visitors.push(DraftVisitor {
+                        property: v.property.clone(),
+                        collect: v.collect.clone(),
+                        report: v.report.clone(),
+                        config: Arc::clone(&v.config),
+                        desired: None,
+                    });
+                }
+            }
         }
         drafts.devices.push(d);
     }
-    format
+    Ok(format)
+}
+
+/// Why a protocol entry cannot be used: reported on each device that names it.
+#[derive(Debug)]
+struct ProtocolProblem {
+    /// The field the devices' error names (`protocol`, or the path of a bad value).
+    field: String,
+    message: String,
+}
+
+/// The draft of a device instance that cannot be deserialized: it fails with an error
+/// naming the entry (by its id when one can be read) and the field.
+fn malformed_instance(index: usize, entry: &RawValue, err: &serde_json::Error) -> Draft {
+    let where_ = format!("deviceInstances[{index}]");
+    if !entry.get().trim_start().starts_with('{') {
+        let mut d = Draft::default();
+        d.protocol = Some(Err(Issue::general(
+            &where_,
+            format!(
+                "a device instance must be a JSON object, got {}",
+                json_kind(entry)
+            ),
+        )));
+        return d;
+    }
+    let id = hint(entry, &["id", "name"]).unwrap_or_default();
+    let (field, msg) = match super::problems::describe(entry, err) {
+        (Some(path), msg) => (path, msg),
+        (None, msg) => (
+            "deviceInstances".to_owned(),
+            format!("the device instance is malformed: {msg}"),
+        ),
+    };
+    let issue = if id.is_empty() {
+        Issue::general(&field, format!("{where_}: {msg}"))
+    } else {
+        Issue::device(&id, &field, msg)
+    };
+    Draft {
+        id: id.clone(),
+        name: id,
+        protocol: Some(Err(issue)),
+        ..Draft::default()
+    }
 }

@@ -652,3 +652,211 @@ fn devices_of_one_model_share_their_property_definitions() {
         &d3.properties[1].visitor
     ));
 }
+
+/// A small valid v1alpha2 profile of two devices, as a tree to break in tests.
+fn two_devices() -> serde_json::Value {
+    serde_json::json!({
+        "deviceInstances": [
+            {"id": "a", "protocol": "p", "model": "m",
+             "propertyVisitors": [{"propertyName": "t", "visitorConfig": {"key": "t"}}]},
+            {"id": "b", "protocol": "p", "model": "m",
+             "propertyVisitors": [{"propertyName": "t", "visitorConfig": {"key": "t"}}]}
+        ],
+        "deviceModels": [{"name": "m", "properties": [{"name": "t", "dataType": "int"}]}],
+        "protocols": [{"name": "p", "protocol": "memory", "protocolConfig": {"slaveID": 1}}]
+    })
+}
+
+#[test]
+fn wrong_typed_or_null_top_level_lists_are_errors_naming_the_list() {
+    for (key, value, kind) in [
+        ("propertyVisitors", serde_json::Value::Null, "null"),
+        (
+            "deviceInstances",
+            serde_json::json!({"id": "a"}),
+            "an object",
+        ),
+        ("deviceModels", serde_json::json!("m"), "a string"),
+        ("protocols", serde_json::json!(7), "a number"),
+    ] {
+        let mut p = two_devices();
+        p[key] = value;
+        let r = resolve(&p.to_string(), &opts());
+        let e = errors(&r);
+        assert!(r.devices.is_empty() && r.format.is_none(), "{key}: {e:?}");
+        assert_eq!(e.len(), 1, "{e:?}");
+        assert!(
+            e[0].contains(&format!("\"{key}\" must be a list, got {kind}")),
+            "{e:?}"
+        );
+    }
+}
+
+#[test]
+fn instances_that_are_not_objects_are_named() {
+    let r = resolve(
+        r#"{"deviceInstances": [[[1]], 5, {"id": "x", "protocol": 3}]}"#,
+        &opts(),
+    );
+    let e = errors(&r);
+    assert!(r.devices.is_empty());
+    assert!(
+        e.iter().any(|e| e.contains(
+            "field \"deviceInstances[0]\": a device instance must be a JSON object, got a list"
+        )),
+        "{e:#?}"
+    );
+    assert!(
+        e.iter().any(|e| e.contains(
+            "field \"deviceInstances[1]\": a device instance must be a JSON object, got a number"
+        )),
+        "{e:#?}"
+    );
+    assert!(
+        e.iter().any(|e| e.starts_with(
+            "device \"x\", field \"deviceInstances\": the device instance is malformed"
+        )),
+        "{e:#?}"
+    );
+    assert_eq!(
+        r.failed,
+        [DeviceId("x".into())],
+        "a named entry is a failed device"
+    );
+}
+
+#[test]
+fn deep_nesting_is_refused_with_a_clear_error() {
+    let json = format!(
+        r#"{{"deviceInstances": {}{}}}"#,
+        "[".repeat(100),
+        "]".repeat(100)
+    );
+    let mut yaml = String::from("deviceInstances:\n");
+    for i in 0..100 {
+        yaml.push_str(&" ".repeat(2 * i + 2));
+        yaml.push_str("- \n");
+    }
+    for text in [json, yaml] {
+        let r = resolve(&text, &opts());
+        let e = errors(&r);
+        assert!(r.devices.is_empty() && r.format.is_none(), "{e:?}");
+        assert!(e[0].contains("more than 64 levels deep"), "{e:?}");
+    }
+}
+
+#[test]
+fn out_of_range_numbers_name_their_field() {
+    let text = two_devices()
+        .to_string()
+        .replace(r#""slaveID":1"#, r#""slaveID":1e400"#);
+    assert!(text.contains("1e400"));
+    let r = resolve(&text, &opts());
+    let e = errors(&r);
+    assert_eq!(e.len(), 1, "one problem, both devices named: {e:#?}");
+    assert!(
+        e[0].starts_with("devices \"a\", \"b\", field \"protocolConfig.slaveID\": protocol entry \"p\": 1e400 is out of range"),
+        "{e:#?}"
+    );
+    assert_eq!(r.failed.len(), 2);
+    // In a model property and in an instance, too.
+    let text = two_devices().to_string().replace(
+        r#""dataType":"int""#,
+        r#""dataType":"int","minimum":-1e999"#,
+    );
+    let e = errors(&resolve(&text, &opts()));
+    assert!(
+        e[0].contains("property \"t\": minimum: -1e999 is out of range"),
+        "{e:#?}"
+    );
+}
+
+#[test]
+fn duplicate_ids_are_named_and_the_first_entry_decides() {
+    let mut p = two_devices();
+    p["deviceInstances"][1]["id"] = "a".into();
+    p["deviceInstances"][0]["model"] = "nope".into();
+    let r = resolve(&p.to_string(), &opts());
+    let e = errors(&r);
+    assert!(
+        r.devices.is_empty(),
+        "the first entry fails, the second is not used"
+    );
+    assert!(
+        e.iter().any(|e| e.starts_with(
+            "device \"a\", field \"id\": a device with this id appears more than once"
+        )),
+        "{e:#?}"
+    );
+    assert_eq!(r.failed, [DeviceId("a".into())]);
+}
+
+/// A device-profile JSON of `n` devices using one model whose `properties` is a string of
+/// `big` bytes: each device's error used to quote it whole.
+pub(crate) fn bad_model_profile(big: usize, n: usize) -> String {
+    let instances: Vec<String> = (0..n)
+        .map(|i| format!(r#"{{"id":"d{i}","protocol":"p","model":"m"}}"#))
+        .collect();
+    format!(
+        r#"{{"deviceInstances":[{}],"deviceModels":[{{"name":"m","properties":"{}"}}],"protocols":[{{"name":"p","protocol":"memory"}}]}}"#,
+        instances.join(","),
+        "x".repeat(big)
+    )
+}
+
+#[test]
+fn one_broken_model_used_by_many_devices_is_one_short_error() {
+    let text = bad_model_profile(600_000, 8_000);
+    assert!(text.len() > 900_000 && text.len() < 1_048_576);
+    let r = resolve(&text, &opts());
+    let e = errors(&r);
+    assert_eq!(
+        e.len(),
+        2,
+        "the model's problem and its devices: {:?}",
+        e.iter().map(|e| &e[..100]).collect::<Vec<_>>()
+    );
+    assert!(
+        e[0].contains("device model \"m\": the model is malformed: invalid type: string \"xxx"),
+        "{}",
+        &e[0][..200]
+    );
+    assert!(e[0].len() < 450, "{}", e[0].len());
+    assert!(e[1].starts_with("8000 devices \"d0\", \"d1\""), "{}", e[1]);
+    assert!(e[1].contains("and 7990 more, field \"model\""), "{}", e[1]);
+    assert_eq!(r.failed.len(), 8_000);
+}
+
+#[test]
+fn top_level_visitors_are_shared_and_looked_up_by_name() {
+    // v1alpha1: 3,000 model properties and visitors, 50 devices. Every device has every
+    // property, and the devices share the definitions.
+    let props: Vec<String> = (0..3000)
+        .map(|j| format!(r#"{{"name":"p{j}","dataType":"int"}}"#))
+        .collect();
+    let visitors: Vec<String> = (0..3000)
+        .map(|j| {
+            format!(r#"{{"propertyName":"p{j}","modelName":"m","visitorConfig":{{"offset":{j}}}}}"#)
+        })
+        .collect();
+    let instances: Vec<String> = (0..50)
+        .map(|i| format!(r#"{{"id":"d{i}","protocol":"p","model":"m"}}"#))
+        .collect();
+    let text = format!(
+        r#"{{"deviceInstances":[{}],"deviceModels":[{{"name":"m","properties":[{}]}}],"propertyVisitors":[{}],"protocols":[{{"name":"p","protocol":"memory","protocol_config":{{}}}}]}}"#,
+        instances.join(","),
+        props.join(","),
+        visitors.join(",")
+    );
+    let r = resolve(&text, &opts());
+    assert!(r.errors.is_empty(), "{:?}", r.errors);
+    assert_eq!(r.format, Some(Format::V1Alpha1Profile));
+    assert_eq!(r.devices.len(), 50);
+    assert!(r.devices.iter().all(|d| d.properties.len() == 3000));
+    let (a, b) = (
+        &r.devices[0].properties[2999],
+        &r.devices[49].properties[2999],
+    );
+    assert!(Arc::ptr_eq(a, b), "one definition shared by every device");
+    assert_eq!(*a.visitor, serde_json::json!({"offset": 2999}));
+}

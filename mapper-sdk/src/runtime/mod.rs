@@ -162,6 +162,11 @@ impl<D: Driver> Supervisor<D> {
         self.workers.keys()
     }
 
+    /// The definition a running device runs on.
+    pub fn spec(&self, id: &DeviceId) -> Option<DeviceSpec<D>> {
+        self.workers.get(id).map(|h| DeviceSpec::clone(&h.spec))
+    }
+
     /// Reconciles the running workers with `specs`.
     pub async fn apply(&mut self, specs: Vec<DeviceSpec<D>>) -> ApplySummary {
         let mut summary = ApplySummary::default();
