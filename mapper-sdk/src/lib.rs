@@ -11,6 +11,7 @@
 pub mod app;
 pub mod config;
 pub mod driver;
+pub mod excerpt;
 #[cfg(feature = "kube")]
 pub mod kube_source;
 pub mod model;
