@@ -55,6 +55,8 @@ pub struct MqttSection {
     pub qos: Option<u8>,
     /// Keep-alive in seconds (default 30).
     pub keep_alive: Option<u64>,
+    /// The largest incoming message accepted, in bytes (default 1 MiB).
+    pub max_message_bytes: Option<usize>,
 }
 
 /// `mapper:` keys.
@@ -73,6 +75,11 @@ pub struct MapperSection {
     pub offline_after: Option<u32>,
     /// Smallest collect/report cycle in milliseconds (default 10).
     pub min_cycle_ms: Option<u64>,
+    /// Desired values that arrive faster than a device takes them: `latest` (default,
+    /// the newest per property wins) or `sequence` (every value is written, in order).
+    pub desired_values: Option<String>,
+    /// Retries of a write the device refused before the value is dropped (default 3).
+    pub refused_write_retries: Option<u32>,
     /// Where the profile comes from: `file` (default), `configmap` (the device-profile
     /// ConfigMap from the API) or `devices` (v1beta1 Device/DeviceModel objects). The
     /// last two need a mapper built with the `kube` feature.
@@ -299,6 +306,18 @@ impl Settings {
         if let Some(k) = m.keep_alive {
             mqtt.keep_alive = Duration::from_secs(k.max(5));
         }
+        if let Some(n) = m.max_message_bytes {
+            if n == 0 || n > crate::mqtt::CLIENT_PACKET_LIMIT {
+                return Err(SettingsError::Invalid {
+                    field: "mqtt.maxMessageBytes".into(),
+                    message: format!(
+                        "{n} is out of range; use 1 to {}",
+                        crate::mqtt::CLIENT_PACKET_LIMIT
+                    ),
+                });
+            }
+            mqtt.max_message_bytes = n;
+        }
         let cert = args.mqtt_certification.clone().or(m.certification);
         let key = args.mqtt_privatekey.clone().or(m.privatekey);
         let ca = args.mqtt_ca_cert.clone().or(m.ca_cert);
@@ -370,6 +389,24 @@ impl Settings {
         let mut runtime = RuntimeOptions::default();
         if let Some(n) = s.offline_after {
             runtime.offline_after = n.max(1);
+        }
+        if let Some(n) = s.refused_write_retries {
+            runtime.refused_write_retries = n;
+        }
+        match s
+            .desired_values
+            .as_deref()
+            .map(str::to_ascii_lowercase)
+            .as_deref()
+        {
+            None | Some("" | "latest") => {}
+            Some("sequence") => runtime.desired_merge = crate::runtime::Merge::Sequence,
+            Some(other) => {
+                return Err(SettingsError::Invalid {
+                    field: "mapper.desiredValues".into(),
+                    message: format!("{other:?} is not a merge mode; use latest or sequence"),
+                });
+            }
         }
         let path = args
             .profile

@@ -6,6 +6,17 @@
 //! one worker task, so it needs no locks. Errors say whether the link is gone
 //! ([`DriverError::Link`]: the SDK reconnects with backoff) or the device answered but
 //! refused ([`DriverError::Refused`]: the link is kept).
+//!
+//! # What the SDK does with each error
+//!
+//! | Error | on `connect` | on `read` / `read_many` | on `write` |
+//! |---|---|---|---|
+//! | [`Link`](DriverError::Link) | counts one failed attempt (offline after `mapper.offlineAfter`), retried with the reconnect backoff | the handle is dropped, the device is reported offline at once, its values are not reported until a read succeeds again, reconnect with backoff | as on read; the value stays pending and is written after the reconnect |
+//! | [`Timeout`](DriverError::Timeout) | as `Link` (the connect timeout) | counts one failed transaction (offline after `mapper.offlineAfter`); the property's last value is not reported while it fails; the link is kept | the value stays pending and is retried with backoff (`write_retry_min` to `write_retry_max`) for as long as it takes |
+//! | [`Refused`](DriverError::Refused) | as `Link` | the device is online; this property's value is not reported while it fails | retried with backoff up to `mapper.refusedWriteRetries` times (default 3), then dropped with an error log |
+//! | [`Invalid`](DriverError::Invalid) | as `Link` | as `Refused` | dropped at once with an error log (retrying cannot help) |
+//!
+//! A device is reported online again by its first successful read or write.
 
 use std::fmt::Debug;
 use std::future::Future;
@@ -182,12 +193,11 @@ pub trait Device: Send + 'static {
                 let r = self.read(p).await;
                 let stop = r.as_ref().is_err_and(DriverError::is_link);
                 out.push(r);
-                if stop {
-                    // The link is gone: the rest would fail the same way.
+                if let Some(Err(e)) = stop.then(|| out.last().cloned()).flatten() {
+                    // The link is gone: the rest would fail the same way, for the same
+                    // reason.
                     while out.len() < properties.len() {
-                        out.push(Err(DriverError::Link(
-                            "link lost earlier in this batch".into(),
-                        )));
+                        out.push(Err(e.clone()));
                     }
                     break;
                 }

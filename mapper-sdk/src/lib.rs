@@ -15,6 +15,7 @@ pub mod dmi;
 #[cfg(feature = "dmi")]
 pub mod dmi_config;
 pub mod driver;
+pub mod excerpt;
 #[cfg(feature = "kube")]
 pub mod kube_source;
 pub mod model;

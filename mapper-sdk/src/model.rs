@@ -162,7 +162,7 @@ pub enum Value {
 #[derive(Debug, Clone, PartialEq, Error)]
 pub enum ValueError {
     /// The text is not a number of the expected kind.
-    #[error("{text:?} is not a valid {data_type} value: {reason}")]
+    #[error("{} is not a valid {data_type} value: {reason}", crate::excerpt::quoted(.text))]
     Invalid {
         /// The offending text.
         text: String,

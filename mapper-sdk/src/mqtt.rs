@@ -23,6 +23,7 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 use tracing::{debug, error, info, warn};
 
+use crate::excerpt::excerpt;
 use crate::model::{DeviceId, StateNames};
 use crate::runtime::{Inbound, Outbound};
 use crate::twin;
@@ -50,7 +51,25 @@ pub struct MqttSettings {
     pub state_names: StateNames,
     /// The edge node name; when set, membership updates are watched as reload hints.
     pub node_name: Option<String>,
+    /// The largest incoming message the mapper accepts (bytes); larger ones are dropped
+    /// with a warning. The MQTT client itself takes up to [`CLIENT_PACKET_LIMIT`], so a
+    /// large message never costs the connection or what is queued on it.
+    pub max_message_bytes: usize,
 }
+
+/// The largest packet the MQTT client reads before it gives up on the connection. Far
+/// above [`MqttSettings::max_message_bytes`]: messages between the two are read and
+/// dropped by the mapper, keeping the session (and the publishes queued on it).
+pub const CLIENT_PACKET_LIMIT: usize = 64 << 20;
+
+/// Default of [`MqttSettings::max_message_bytes`]: 1 MiB, far above any twin delta.
+pub const DEFAULT_MAX_MESSAGE_BYTES: usize = 1 << 20;
+
+/// First and largest delay between reconnect attempts to the broker (each jittered by
+/// ±25 %): kept small so that reports resume within about a second of the broker coming
+/// back.
+const RECONNECT_MIN: Duration = Duration::from_millis(100);
+const RECONNECT_MAX: Duration = Duration::from_millis(800);
 
 /// TLS material.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -113,6 +132,7 @@ impl MqttSettings {
             qos: 1,
             state_names: StateNames::default(),
             node_name: None,
+            max_message_bytes: DEFAULT_MAX_MESSAGE_BYTES,
         })
     }
 
@@ -120,7 +140,7 @@ impl MqttSettings {
         let mut o = MqttOptions::new(&self.client_id, &self.host, self.port);
         o.set_keep_alive(self.keep_alive);
         o.set_clean_session(true);
-        o.set_max_packet_size(1 << 20, 1 << 20);
+        o.set_max_packet_size(CLIENT_PACKET_LIMIT, 1 << 20);
         if let Some(user) = &self.username {
             o.set_credentials(user, self.password.as_deref().unwrap_or(""));
         }
@@ -344,11 +364,15 @@ async fn event_loop(
                 subacks.send_modify(|n| *n += 1);
             }
             Ok(Event::Incoming(Packet::Publish(p))) => {
+                if p.payload.len() > settings.max_message_bytes {
+                    warn!(topic = %excerpt(&p.topic), bytes = p.payload.len(), limit = settings.max_message_bytes, "incoming message larger than the mapper accepts; dropped");
+                    continue;
+                }
                 if membership.as_deref() == Some(p.topic.as_str()) {
                     let _ = inbound.try_send(Inbound::MembershipChanged);
                     continue;
                 }
-                if let Some(answered) = route_incoming(&p.topic, &p.payload, &inbound) {
+                if let Some(answered) = route_incoming(&p.topic, &p.payload, &inbound).await {
                     let _ = ctl.try_send(Ctl::GetAnswered(answered));
                 }
             }
@@ -366,11 +390,8 @@ async fn event_loop(
                     return; // shutting down and the broker is gone
                 }
                 failures = failures.saturating_add(1);
-                let delay = crate::runtime::Backoff::delay_for(
-                    failures,
-                    Duration::from_millis(200),
-                    Duration::from_secs(5),
-                );
+                let delay =
+                    crate::runtime::Backoff::delay_for(failures, RECONNECT_MIN, RECONNECT_MAX);
                 if failures == 1 || failures.is_power_of_two() {
                     warn!(error = %e, retry_in = ?delay, attempt = failures, "mqtt connection failed");
                 }
@@ -381,13 +402,17 @@ async fn event_loop(
 }
 
 /// Routes a delta or get result; returns the device when it was a get result.
-fn route_incoming(
+///
+/// Waits for room in `inbound` rather than handing the message to a task: messages reach
+/// the runtime in the order the broker delivered them (the runtime never blocks on a
+/// desired value, so the wait is short).
+async fn route_incoming(
     topic: &str,
     payload: &[u8],
     inbound: &mpsc::Sender<Inbound>,
 ) -> Option<DeviceId> {
     let Some((device, kind)) = twin::parse_incoming_topic(topic) else {
-        debug!(topic, "ignoring message on an unexpected topic");
+        debug!(topic = %excerpt(topic), "ignoring message on an unexpected topic");
         return None;
     };
     let answered = (kind == twin::IncomingKind::GetResult).then(|| device.clone());
@@ -398,16 +423,12 @@ fn route_incoming(
     match parsed {
         Ok(values) if values.is_empty() => {}
         Ok(values) => {
-            let msg = Inbound::Desired { device, values };
-            if let Err(mpsc::error::TrySendError::Full(msg)) = inbound.try_send(msg) {
-                // Never drop a desired value: deliver it from a task.
-                let tx = inbound.clone();
-                tokio::spawn(async move {
-                    let _ = tx.send(msg).await;
-                });
-            }
+            let _ = inbound.send(Inbound::Desired { device, values }).await;
         }
-        Err(e) => warn!(device = %device, topic, error = %e, "refused an incoming twin message"),
+        Err(e) => {
+            let e = e.to_string();
+            warn!(device = %excerpt(&device.0), topic = %excerpt(topic), bytes = payload.len(), error = %excerpt(&e), "refused an incoming twin message");
+        }
     }
     answered
 }

@@ -3,6 +3,7 @@
 //! changed devices) and routes desired values to them.
 
 mod backoff;
+mod mailbox;
 mod worker;
 
 use std::collections::BTreeMap;
@@ -15,6 +16,9 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 pub use backoff::Backoff;
+pub use mailbox::Merge;
+
+use mailbox::Mailbox;
 
 use crate::driver::{DeviceSpec, Driver};
 use crate::model::{DeviceId, DeviceState};
@@ -35,8 +39,14 @@ pub struct RuntimeOptions {
     pub write_retry_min: Duration,
     /// Largest retry delay of a failed write.
     pub write_retry_max: Duration,
-    /// Consecutive failed transactions before a device is reported offline.
+    /// Consecutive failed transactions before a device is reported offline. A link the
+    /// driver reports lost ([`crate::driver::DriverError::Link`]) is offline at once.
     pub offline_after: u32,
+    /// How desired values that arrive faster than the device takes them are merged.
+    pub desired_merge: Merge,
+    /// Retries of a write the device refused ([`crate::driver::DriverError::Refused`])
+    /// before the value is dropped with an error log.
+    pub refused_write_retries: u32,
 }
 
 impl Default for RuntimeOptions {
@@ -49,6 +59,8 @@ impl Default for RuntimeOptions {
             write_retry_min: Duration::from_millis(500),
             write_retry_max: Duration::from_secs(30),
             offline_after: 3,
+            desired_merge: Merge::Latest,
+            refused_write_retries: 3,
         }
     }
 }
@@ -113,7 +125,7 @@ pub enum Inbound {
 struct Handle<D: Driver> {
     /// The spec the worker runs (shared with it, so reconcile compares without copies).
     spec: Arc<DeviceSpec<D>>,
-    cmd: mpsc::Sender<Cmd>,
+    mailbox: Arc<Mailbox>,
     cancel: CancellationToken,
     task: JoinHandle<()>,
 }
@@ -216,7 +228,7 @@ impl<D: Driver> Supervisor<D> {
     }
 
     fn start(&mut self, spec: DeviceSpec<D>) {
-        let (tx, rx) = mpsc::channel(64);
+        let mailbox = Arc::new(Mailbox::new(self.opts.desired_merge));
         let cancel = self.cancel.child_token();
         let id = spec.id().clone();
         let spec = Arc::new(spec);
@@ -224,7 +236,7 @@ impl<D: Driver> Supervisor<D> {
             driver: Arc::clone(&self.driver),
             spec: Arc::clone(&spec),
             out: self.out.clone(),
-            cmds: rx,
+            mailbox: Arc::clone(&mailbox),
             cancel: cancel.clone(),
             opts: Arc::clone(&self.opts),
         };
@@ -233,7 +245,7 @@ impl<D: Driver> Supervisor<D> {
             id,
             Handle {
                 spec,
-                cmd: tx,
+                mailbox,
                 cancel,
                 task,
             },
@@ -254,22 +266,20 @@ impl<D: Driver> Supervisor<D> {
         }
     }
 
-    /// Hands a command to a device's worker. Never drops it: when the worker's queue is
-    /// full the command is delivered by a background task. Returns false for an unknown
-    /// device.
+    /// Hands a command to a device's worker. Never waits, never drops and never spawns:
+    /// desired values go into the worker's mailbox, where the latest value per property
+    /// wins (unless [`RuntimeOptions::desired_merge`] asks for every value) and arrival
+    /// order is kept. Returns false for an unknown or stopped device.
     pub fn route(&self, device: &DeviceId, cmd: Cmd) -> bool {
         let Some(h) = self.workers.get(device) else {
             return false;
         };
-        match h.cmd.try_send(cmd) {
-            Ok(()) => {}
-            Err(mpsc::error::TrySendError::Full(cmd)) => {
-                let tx = h.cmd.clone();
-                tokio::spawn(async move {
-                    let _ = tx.send(cmd).await;
-                });
-            }
-            Err(mpsc::error::TrySendError::Closed(_)) => return false,
+        if h.task.is_finished() {
+            return false;
+        }
+        match cmd {
+            Cmd::Desired(values) => h.mailbox.push_desired(values),
+            Cmd::Resync => h.mailbox.push_resync(),
         }
         true
     }

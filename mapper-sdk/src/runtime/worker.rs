@@ -2,6 +2,7 @@
 //! report on change plus heartbeat, write desired values (ahead of reads), and keep the
 //! device state with hysteresis.
 
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -11,8 +12,10 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, info, warn};
 
 use super::backoff::Backoff;
-use super::{Cmd, Outbound, RuntimeOptions};
+use super::mailbox::{Mailbox, Merge};
+use super::{Outbound, RuntimeOptions};
 use crate::driver::{Device, DeviceSpec, Driver, DriverError, PropertySpec};
+use crate::excerpt::excerpt;
 use crate::model::{AccessMode, DeviceState, PropertyName, Value, check_wire_value};
 use crate::twin::{Desired, Reported};
 
@@ -41,13 +44,56 @@ impl RateLimit {
     }
 }
 
+/// Logs a persisting condition (a device that stays down) at a growing interval: at
+/// once, then after 2 s, 4 s, ... up to 5 minutes; [`GrowingLog::reset`] on recovery.
+#[derive(Debug, Default)]
+struct GrowingLog {
+    next: Option<Instant>,
+    interval: Duration,
+    suppressed: u32,
+}
+
+impl GrowingLog {
+    const FIRST: Duration = Duration::from_secs(2);
+    const MAX: Duration = Duration::from_secs(300);
+
+    /// Whether to log now; returns how many were suppressed since the last log.
+    fn allow(&mut self, now: Instant) -> Option<u32> {
+        match self.next {
+            Some(t) if now < t => {
+                self.suppressed += 1;
+                None
+            }
+            _ => {
+                self.interval = if self.interval.is_zero() {
+                    Self::FIRST
+                } else {
+                    (self.interval * 2).min(Self::MAX)
+                };
+                self.next = Some(now + self.interval);
+                Some(std::mem::take(&mut self.suppressed))
+            }
+        }
+    }
+
+    fn reset(&mut self) {
+        *self = Self::default();
+    }
+}
+
 #[derive(Debug)]
 struct Pending {
     value: Value,
     text: String,
     attempts: u32,
     next_try: Instant,
+    /// Arrival order across the device's properties: writes go out in this order.
+    seq: u64,
 }
+
+/// Desired values a property keeps waiting behind its pending one (only with
+/// [`Merge::Sequence`]); beyond this the oldest are dropped with a warning.
+const QUEUED_MAX: usize = 16_384;
 
 #[derive(Debug)]
 struct PropState {
@@ -57,9 +103,14 @@ struct PropState {
     sent_twin: Option<(String, Instant)>,
     sent_data: Option<(String, Instant)>,
     force_report: bool,
+    /// Whether `last_value` is a current reading: false while the property's reads fail
+    /// or the link is down, so that nothing stale goes out as a fresh report.
+    fresh: bool,
     desired: Option<String>,
     stored_type: Option<String>,
     pending: Option<Pending>,
+    /// Values waiting behind `pending` (sequence mode only).
+    queued: VecDeque<Pending>,
     log_refused: RateLimit,
     log_read: RateLimit,
     log_wire: RateLimit,
@@ -69,7 +120,7 @@ pub(super) struct Worker<D: Driver> {
     pub driver: Arc<D>,
     pub spec: Arc<DeviceSpec<D>>,
     pub out: mpsc::Sender<Outbound>,
-    pub cmds: mpsc::Receiver<Cmd>,
+    pub mailbox: Arc<Mailbox>,
     pub cancel: CancellationToken,
     pub opts: Arc<RuntimeOptions>,
 }
@@ -83,8 +134,10 @@ struct Run<D: Driver> {
     failures: u32,
     connect_backoff: Backoff,
     next_connect: Instant,
-    log_link: RateLimit,
+    log_link: GrowingLog,
     log_unknown: RateLimit,
+    log_overflow: RateLimit,
+    seq: u64,
 }
 
 impl<D: Driver> Worker<D> {
@@ -97,6 +150,7 @@ impl<D: Driver> Worker<D> {
             .map(|p| PropState {
                 next_due: p.def.collect_cycle.map(|_| now),
                 last_value: None,
+                fresh: false,
                 pushed: None,
                 sent_twin: None,
                 sent_data: None,
@@ -104,6 +158,7 @@ impl<D: Driver> Worker<D> {
                 desired: None,
                 stored_type: p.def.stored_type.clone(),
                 pending: None,
+                queued: VecDeque::new(),
                 log_refused: RateLimit::default(),
                 log_read: RateLimit::default(),
                 log_wire: RateLimit::default(),
@@ -119,8 +174,10 @@ impl<D: Driver> Worker<D> {
             failures: 0,
             connect_backoff: backoff,
             next_connect: now,
-            log_link: RateLimit::default(),
+            log_link: GrowingLog::default(),
             log_unknown: RateLimit::default(),
+            log_overflow: RateLimit::default(),
+            seq: 0,
         };
         info!(device = %run.w.spec.id(), properties = run.props.len(), "device worker started");
         run.main_loop().await;
@@ -154,10 +211,7 @@ impl<D: Driver> Run<D> {
             tokio::select! {
                 biased;
                 () = self.w.cancel.cancelled() => return,
-                cmd = self.w.cmds.recv() => match cmd {
-                    Some(cmd) => self.on_cmd(cmd),
-                    None => return,
-                },
+                () = self.w.mailbox.changed() => self.on_mail(),
                 pushed = next_push(&mut self.link) => self.on_push(pushed),
                 () = sleep_until(wake) => {}
             }
@@ -182,7 +236,16 @@ impl<D: Driver> Run<D> {
             Ok(link) => {
                 debug!(device = %self.id(), "connected");
                 self.link = Some(link);
-                self.connect_backoff.reset();
+                // The backoff is reset by the first successful transaction, not here: a
+                // driver that connects lazily "connects" at once and fails on first use.
+                // Read everything now, so the first real reading after a recovery goes
+                // out at once.
+                let now = Instant::now();
+                for p in &mut self.props {
+                    if p.next_due.is_some() {
+                        p.next_due = Some(now);
+                    }
+                }
             }
             Err(e) => {
                 let delay = self.connect_backoff.next_delay();
@@ -202,7 +265,17 @@ impl<D: Driver> Run<D> {
             return;
         }
         self.failures = self.failures.saturating_add(1);
-        if self.failures >= self.w.opts.offline_after && self.state != Some(DeviceState::Offline) {
+        if self.failures >= self.w.opts.offline_after {
+            self.go_offline();
+        }
+    }
+
+    /// Reports the device offline (once) and marks every value stale.
+    fn go_offline(&mut self) {
+        for p in &mut self.props {
+            p.fresh = false;
+        }
+        if self.state != Some(DeviceState::Offline) {
             warn!(device = %self.id(), failures = self.failures, "device is offline");
             self.set_state(DeviceState::Offline);
         }
@@ -210,6 +283,8 @@ impl<D: Driver> Run<D> {
 
     fn success(&mut self) {
         self.failures = 0;
+        self.connect_backoff.reset();
+        self.log_link.reset();
         if self.state != Some(DeviceState::Online) {
             info!(device = %self.id(), "device is online");
             self.set_state(DeviceState::Online);
@@ -221,11 +296,19 @@ impl<D: Driver> Run<D> {
         self.state_dirty = true;
     }
 
+    /// The driver says the link is gone: drop the handle, reconnect with backoff, and
+    /// report the device offline at once (hysteresis is for flapping polls, not for a
+    /// link the stack has given up on).
     fn drop_link(&mut self, why: &DriverError) {
         if self.link.take().is_some() {
             let delay = self.connect_backoff.next_delay();
-            self.next_connect = Instant::now() + delay;
-            warn!(device = %self.id(), error = %why, retry_in = ?delay, "link lost; reconnecting");
+            let now = Instant::now();
+            self.next_connect = now + delay;
+            if let Some(n) = self.log_link.allow(now) {
+                warn!(device = %self.id(), error = %why, retry_in = ?delay, suppressed = n, "link lost; reconnecting");
+            }
+            self.failures = self.failures.max(self.w.opts.offline_after);
+            self.go_offline();
         }
     }
 
@@ -239,7 +322,7 @@ impl<D: Driver> Run<D> {
             if let Some(pw) = &p.pending {
                 wake = wake.min(pw.next_try);
             }
-            if p.force_report {
+            if p.force_report && p.fresh {
                 wake = Instant::now();
             }
         }
@@ -249,18 +332,50 @@ impl<D: Driver> Run<D> {
         wake
     }
 
+    /// Writes the pending values that are due, in the order they arrived.
     async fn write_due(&mut self) {
+        if self.link.is_none() {
+            return;
+        }
         let now = Instant::now();
-        for i in 0..self.props.len() {
-            let due = self.props[i]
-                .pending
-                .as_ref()
-                .is_some_and(|p| p.next_try <= now);
-            if !due || self.link.is_none() {
-                continue;
+        let mut due: Vec<(u64, usize)> = self
+            .props
+            .iter()
+            .enumerate()
+            .filter_map(|(i, p)| {
+                p.pending
+                    .as_ref()
+                    .filter(|pw| pw.next_try <= now)
+                    .map(|pw| (pw.seq, i))
+            })
+            .collect();
+        due.sort_unstable();
+        for (_, i) in due {
+            if self.link.is_none() {
+                return;
             }
             self.write_one(i).await;
+            // In sequence mode the next value of this property follows at once.
+            while self.link.is_some()
+                && self.props[i]
+                    .pending
+                    .as_ref()
+                    .is_some_and(|pw| pw.attempts == 0 && pw.next_try <= Instant::now())
+                && self.w.opts.desired_merge == Merge::Sequence
+            {
+                self.write_one(i).await;
+            }
         }
+    }
+
+    /// The pending write of property `i` is done (written or dropped): the next queued
+    /// value, if any, becomes pending.
+    fn finish_pending(&mut self, i: usize) {
+        let p = &mut self.props[i];
+        p.pending = p.queued.pop_front().map(|mut next| {
+            next.next_try = Instant::now();
+            next
+        });
     }
 
     async fn write_one(&mut self, i: usize) {
@@ -271,11 +386,13 @@ impl<D: Driver> Run<D> {
         };
         let value = pending.value.clone();
         let text = pending.text.clone();
-        if let Some(current) = &self.props[i].last_value
+        if self.props[i].fresh
+            && self.props[i].queued.is_empty()
+            && let Some(current) = &self.props[i].last_value
             && current.same_as(&value, prop.def.data_type)
         {
             debug!(device = %self.id(), property = %prop.def.name, value = %text, "already at the desired value");
-            self.props[i].pending = None;
+            self.finish_pending(i);
             self.props[i].force_report = true;
             return;
         }
@@ -290,8 +407,8 @@ impl<D: Driver> Run<D> {
         };
         match result {
             Ok(()) => {
-                info!(device = %spec.id(), property = %prop.def.name, value = %text, "desired value written");
-                self.props[i].pending = None;
+                info!(device = %spec.id(), property = %prop.def.name, value = %excerpt(&text), "desired value written");
+                self.finish_pending(i);
                 self.success();
                 // Read back so the report shows what the device really holds.
                 let read = match self.link.as_mut() {
@@ -301,6 +418,7 @@ impl<D: Driver> Run<D> {
                 match read {
                     Some(Ok(v)) => {
                         self.props[i].last_value = Some(v);
+                        self.props[i].fresh = true;
                         self.props[i].force_report = true;
                     }
                     Some(Err(e)) => {
@@ -317,8 +435,15 @@ impl<D: Driver> Run<D> {
                 let Some(p) = p else { return };
                 p.attempts += 1;
                 if matches!(e, DriverError::Invalid(_)) {
-                    error!(device = %spec.id(), property = %prop.def.name, value = %text, error = %e, "desired value cannot be written; dropped");
-                    self.props[i].pending = None;
+                    error!(device = %spec.id(), property = %prop.def.name, value = %excerpt(&text), error = %e, "desired value cannot be written; dropped");
+                    self.finish_pending(i);
+                    return;
+                }
+                let retries = self.w.opts.refused_write_retries;
+                if matches!(e, DriverError::Refused(_)) && p.attempts > retries {
+                    error!(device = %spec.id(), property = %prop.def.name, value = %excerpt(&text), attempts = p.attempts, error = %e, "the device refused the desired value every time; dropped (mapper.refusedWriteRetries)");
+                    self.finish_pending(i);
+                    self.success();
                     return;
                 }
                 let delay = Backoff::delay_for(
@@ -327,7 +452,7 @@ impl<D: Driver> Run<D> {
                     self.w.opts.write_retry_max,
                 );
                 p.next_try = Instant::now() + delay;
-                warn!(device = %spec.id(), property = %prop.def.name, value = %text, attempt = p.attempts, retry_in = ?delay, error = %e, "write failed; kept pending");
+                warn!(device = %spec.id(), property = %prop.def.name, value = %excerpt(&text), attempt = p.attempts, retry_in = ?delay, error = %e, "write failed; kept pending");
                 self.failure(e.is_unreachable());
                 if e.is_link() {
                     self.drop_link(&e);
@@ -361,6 +486,7 @@ impl<D: Driver> Run<D> {
             p.next_due = Some(next);
             if let Some(v) = p.pushed.take() {
                 p.last_value = Some(v);
+                p.fresh = true;
                 continue;
             }
             due.push(i);
@@ -389,18 +515,27 @@ impl<D: Driver> Run<D> {
             match result {
                 Ok(v) => {
                     any_answer = true;
-                    self.props[i].last_value = Some(v);
+                    let p = &mut self.props[i];
+                    if !p.fresh {
+                        // The first real reading after a failure goes out at once.
+                        p.force_report = true;
+                    }
+                    p.last_value = Some(v);
+                    p.fresh = true;
                 }
                 Err(e) => {
                     if !e.is_unreachable() {
                         any_answer = true;
                     }
+                    self.props[i].fresh = false;
+                    if e.is_link() {
+                        // Logged once, with the cause, when the link is dropped.
+                        link_error.get_or_insert(e);
+                        continue;
+                    }
                     let now = Instant::now();
                     if let Some(n) = self.props[i].log_read.allow(now) {
                         warn!(device = %spec.id(), property = %spec.properties[i].def.name, error = %e, suppressed = n, "read failed");
-                    }
-                    if e.is_link() {
-                        link_error = Some(e);
                     }
                 }
             }
@@ -447,6 +582,9 @@ impl<D: Driver> Run<D> {
         let mut data = Vec::new();
         let mut data_idx = Vec::new();
         for i in 0..self.props.len() {
+            if !self.props[i].fresh {
+                continue; // failing or link down: the last value is not a reading
+            }
             let Some(value) = self.props[i].last_value.clone() else {
                 continue;
             };
@@ -532,25 +670,30 @@ impl<D: Driver> Run<D> {
         }
     }
 
-    fn on_cmd(&mut self, cmd: Cmd) {
-        match cmd {
-            Cmd::Desired(values) => {
-                for d in values {
-                    self.on_desired(d);
+    fn on_mail(&mut self) {
+        let taken = self.w.mailbox.take();
+        if taken.merged > 0 {
+            debug!(device = %self.id(), replaced = taken.merged, "desired values replaced by newer ones before they were written");
+        }
+        if taken.overflowed > 0
+            && let Some(n) = self.log_overflow.allow(Instant::now())
+        {
+            warn!(device = %self.id(), dropped = taken.overflowed, suppressed = n, "desired values arrive faster than the device takes them; the oldest were dropped");
+        }
+        for d in taken.desired {
+            self.on_desired(d);
+        }
+        if taken.resync {
+            let now = Instant::now();
+            for p in &mut self.props {
+                p.sent_twin = None;
+                p.sent_data = None;
+                if p.next_due.is_some() {
+                    p.next_due = Some(now);
                 }
             }
-            Cmd::Resync => {
-                let now = Instant::now();
-                for p in &mut self.props {
-                    p.sent_twin = None;
-                    p.sent_data = None;
-                    if p.next_due.is_some() {
-                        p.next_due = Some(now);
-                    }
-                }
-                if self.state.is_some() {
-                    self.state_dirty = true;
-                }
+            if self.state.is_some() {
+                self.state_dirty = true;
             }
         }
     }
@@ -564,7 +707,7 @@ impl<D: Driver> Run<D> {
             .position(|p| p.def.name == d.property)
         else {
             if let Some(n) = self.log_unknown.allow(now) {
-                warn!(device = %spec.id(), property = %d.property, suppressed = n, "desired value for a property this device does not have a visitor for; ignored");
+                warn!(device = %spec.id(), property = %excerpt(&d.property.0), suppressed = n, "desired value for a property this device does not have a visitor for; ignored");
             }
             return;
         };
@@ -574,7 +717,7 @@ impl<D: Driver> Run<D> {
         }
         if def.access == AccessMode::ReadOnly {
             if let Some(n) = self.props[i].log_refused.allow(now) {
-                warn!(device = %spec.id(), property = %def.name, value = %d.value, suppressed = n, "desired value for a ReadOnly property; ignored");
+                warn!(device = %spec.id(), property = %def.name, value = %excerpt(&d.value), suppressed = n, "desired value for a ReadOnly property; ignored");
             }
             return;
         }
@@ -592,19 +735,25 @@ impl<D: Driver> Run<D> {
             && !def.in_range(x)
         {
             if let Some(n) = self.props[i].log_refused.allow(now) {
-                error!(device = %spec.id(), property = %def.name, value = %d.value, minimum = ?def.minimum, maximum = ?def.maximum, suppressed = n, "desired value outside the model's limits; refused");
+                error!(device = %spec.id(), property = %def.name, value = %excerpt(&d.value), minimum = ?def.minimum, maximum = ?def.maximum, suppressed = n, "desired value outside the model's limits; refused");
             }
             return;
         }
+        self.seq += 1;
+        let seq = self.seq;
+        let sequence = self.w.opts.desired_merge == Merge::Sequence;
         let p = &mut self.props[i];
         p.desired = Some(d.value.clone());
-        if p.pending
-            .as_ref()
-            .is_some_and(|pw| pw.value.same_as(&value, def.data_type))
-        {
+        let last_wanted = if sequence {
+            p.queued.back().or(p.pending.as_ref())
+        } else {
+            p.pending.as_ref()
+        };
+        if last_wanted.is_some_and(|pw| pw.value.same_as(&value, def.data_type)) {
             return; // the same write is already pending: idempotent
         }
         if p.pending.is_none()
+            && p.fresh
             && p.last_value
                 .as_ref()
                 .is_some_and(|v| v.same_as(&value, def.data_type))
@@ -615,13 +764,25 @@ impl<D: Driver> Run<D> {
             }
             return;
         }
-        debug!(device = %spec.id(), property = %def.name, value = %d.value, "desired value queued");
-        p.pending = Some(Pending {
+        debug!(device = %spec.id(), property = %def.name, value = %excerpt(&d.value), "desired value queued");
+        let next = Pending {
             value,
             text: d.value,
             attempts: 0,
             next_try: now,
-        });
+            seq,
+        };
+        if sequence && p.pending.is_some() {
+            if p.queued.len() >= QUEUED_MAX {
+                p.queued.pop_front();
+                if let Some(n) = p.log_refused.allow(now) {
+                    warn!(device = %spec.id(), property = %def.name, suppressed = n, "more desired values waiting than the device takes; the oldest was dropped");
+                }
+            }
+            p.queued.push_back(next);
+        } else {
+            p.pending = Some(next);
+        }
     }
 
     fn on_push(&mut self, pushed: Option<(PropertyName, Result<Value, DriverError>)>) {
@@ -646,7 +807,11 @@ impl<D: Driver> Run<D> {
                 self.success();
                 // Reported at the property's next tick: throttled to its cycle.
                 if self.props[i].next_due.is_none() {
+                    if !self.props[i].fresh {
+                        self.props[i].force_report = true;
+                    }
                     self.props[i].last_value = Some(v);
+                    self.props[i].fresh = true;
                 } else {
                     self.props[i].pushed = Some(v);
                 }
