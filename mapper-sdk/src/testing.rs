@@ -215,11 +215,18 @@ pub const INSTALL_HINT: &str = "run scripts/deps.sh, which installs every tool t
 
 /// What a test does about a missing tool: `Ok(message)` to print and skip (only when
 /// [`ALLOW_SKIP_ENV`] is `1`), `Err(message)` to fail with.
-pub fn missing_tool_verdict(tool: &str, allow_skip: Option<&std::ffi::OsStr>) -> Result<String, String> {
+pub fn missing_tool_verdict(
+    tool: &str,
+    allow_skip: Option<&std::ffi::OsStr>,
+) -> Result<String, String> {
     if allow_skip.is_some_and(|v| v == "1") {
-        Ok(format!("SKIPPED: {tool} is not installed and {ALLOW_SKIP_ENV}=1 is set; this test did not run ({INSTALL_HINT})"))
+        Ok(format!(
+            "SKIPPED: {tool} is not installed and {ALLOW_SKIP_ENV}=1 is set; this test did not run ({INSTALL_HINT})"
+        ))
     } else {
-        Err(format!("{tool} is not installed: {INSTALL_HINT} (or set {ALLOW_SKIP_ENV}=1 to skip the tests that need it)"))
+        Err(format!(
+            "{tool} is not installed: {INSTALL_HINT} (or set {ALLOW_SKIP_ENV}=1 to skip the tests that need it)"
+        ))
     }
 }
 
@@ -586,9 +593,8 @@ impl InProcessMapper {
 /// Whether `tool` is on the `PATH`; when it is not, [`missing_tool`] decides (fail, or
 /// skip with `MAPPER_TESTS_ALLOW_SKIP=1`).
 pub fn require_tool(tool: &str) -> bool {
-    let found = std::env::var_os("PATH").is_some_and(|path| {
-        std::env::split_paths(&path).any(|dir| dir.join(tool).is_file())
-    });
+    let found = std::env::var_os("PATH")
+        .is_some_and(|path| std::env::split_paths(&path).any(|dir| dir.join(tool).is_file()));
     if !found {
         missing_tool(tool);
     }
@@ -607,7 +613,10 @@ mod tests {
     #[test]
     fn a_missing_tool_fails_unless_skipping_is_asked_for() {
         let fail = missing_tool_verdict("mosquitto", None).unwrap_err();
-        assert!(fail.contains("scripts/deps.sh") && fail.contains(ALLOW_SKIP_ENV), "{fail}");
+        assert!(
+            fail.contains("scripts/deps.sh") && fail.contains(ALLOW_SKIP_ENV),
+            "{fail}"
+        );
         // CI or not, anything but an explicit 1 fails.
         assert!(missing_tool_verdict("socat", Some("0".as_ref())).is_err());
         assert!(missing_tool_verdict("socat", Some("".as_ref())).is_err());

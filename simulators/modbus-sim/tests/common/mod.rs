@@ -64,9 +64,13 @@ pub fn tool_available(tool: &str) -> bool {
         .unwrap_or(false);
     if !found {
         if std::env::var_os("MAPPER_TESTS_ALLOW_SKIP").is_some_and(|v| v == "1") {
-            eprintln!("SKIPPED: {tool} is not installed and MAPPER_TESTS_ALLOW_SKIP=1 is set; this test did not run (scripts/deps.sh installs it)");
+            eprintln!(
+                "SKIPPED: {tool} is not installed and MAPPER_TESTS_ALLOW_SKIP=1 is set; this test did not run (scripts/deps.sh installs it)"
+            );
         } else {
-            panic!("{tool} is not installed: run scripts/deps.sh (or set MAPPER_TESTS_ALLOW_SKIP=1 to skip the tests that need it)");
+            panic!(
+                "{tool} is not installed: run scripts/deps.sh (or set MAPPER_TESTS_ALLOW_SKIP=1 to skip the tests that need it)"
+            );
         }
     }
     found
