@@ -287,3 +287,164 @@ pub fn config_from_json<T: serde::de::DeserializeOwned>(
     };
     crate::profile::ci::from_value(v).map_err(|e| ConfigError::from_serde(field, &e))
 }
+
+/// The protocol kind KubeEdge gives a `customizedProtocol` in a v1alpha2 profile.
+pub const CUSTOMIZED_PROTOCOL: &str = "customized-protocol";
+
+/// Unwraps KubeEdge's custom-protocol configs, so that a driver for a protocol KubeEdge
+/// does not know sees its own config in every profile format.
+///
+/// - v1alpha2 (the ConfigMap): the protocol kind is `customized-protocol`, the protocol
+///   config is `{"protocolName": NAME, "configData": {...}}`, and each visitor config is
+///   `{"protocolName": NAME, "configData": {...}}` too.
+/// - v1beta1: the protocol kind is `NAME` itself and the configs are the `configData`.
+///
+/// Names match case-insensitively, as in mapper-sdk-go.
+///
+/// ```
+/// use std::sync::Arc;
+/// use mapper_sdk::driver::CustomProtocol;
+/// use mapper_sdk::profile::ProtocolDef;
+/// use serde_json::json;
+///
+/// let http = CustomProtocol::new("http");
+/// let alpha = ProtocolDef {
+///     kind: "customized-protocol".into(),
+///     config: Arc::new(json!({"protocolName": "HTTP", "configData": {"baseUrl": "http://meter"}})),
+///     common: Arc::new(json!(null)),
+/// };
+/// let beta = ProtocolDef {
+///     kind: "http".into(),
+///     config: Arc::new(json!({"baseUrl": "http://meter"})),
+///     common: Arc::new(json!(null)),
+/// };
+/// assert!(http.handles(&alpha) && http.handles(&beta));
+/// assert_eq!(http.protocol_config(&alpha), http.protocol_config(&beta));
+/// let visitor = json!({"protocolName": "http", "configData": {"path": "/t"}});
+/// assert_eq!(http.visitor_config(&visitor).unwrap(), &json!({"path": "/t"}));
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CustomProtocol {
+    name: &'static str,
+}
+
+static NULL: Json = Json::Null;
+
+impl CustomProtocol {
+    /// The helper for the protocol called `name` (`protocolName` in KubeEdge).
+    pub const fn new(name: &'static str) -> Self {
+        Self { name }
+    }
+
+    /// The protocol name.
+    pub fn name(&self) -> &'static str {
+        self.name
+    }
+
+    /// Whether a device's protocol is this one, in either form ([`Driver::handles`]).
+    pub fn handles(&self, protocol: &ProtocolDef) -> bool {
+        self.protocol_config(protocol).is_some()
+    }
+
+    /// The driver's own protocol config (the `configData`; `null` when absent), or `None`
+    /// when the device uses another protocol.
+    pub fn protocol_config<'a>(&self, protocol: &'a ProtocolDef) -> Option<&'a Json> {
+        if protocol.kind.eq_ignore_ascii_case(self.name) {
+            return Some(unwrap_config_data(&protocol.config).unwrap_or(&protocol.config));
+        }
+        if !protocol.kind.eq_ignore_ascii_case(CUSTOMIZED_PROTOCOL) {
+            return None;
+        }
+        let named = field_ci(&protocol.config, "protocolName")
+            .and_then(Json::as_str)
+            .is_some_and(|n| n.trim().eq_ignore_ascii_case(self.name));
+        named.then(|| unwrap_config_data(&protocol.config).unwrap_or(&NULL))
+    }
+
+    /// The driver's own visitor config: the `configData` of a v1alpha2 custom-protocol
+    /// visitor, or the visitor as it is (v1beta1). A visitor that names another protocol
+    /// is an error naming `visitorConfig.protocolName`.
+    pub fn visitor_config<'a>(&self, visitor: &'a Json) -> Result<&'a Json, ConfigError> {
+        let Some(name) = field_ci(visitor, "protocolName") else {
+            return Ok(visitor);
+        };
+        match name.as_str() {
+            Some(n) if n.trim().eq_ignore_ascii_case(self.name) => {
+                Ok(unwrap_config_data(visitor).unwrap_or(&NULL))
+            }
+            _ => Err(ConfigError::new(
+                "visitorConfig.protocolName",
+                format!(
+                    "is {name}, but this mapper serves protocol {:?}; set it to {:?} or move the property to a device of that protocol",
+                    self.name, self.name
+                ),
+            )),
+        }
+    }
+}
+
+fn field_ci<'a>(json: &'a Json, key: &str) -> Option<&'a Json> {
+    json.as_object()?
+        .iter()
+        .find(|(k, _)| k.replace(['_', '-'], "").eq_ignore_ascii_case(key))
+        .map(|(_, v)| v)
+}
+
+/// The `configData` of a `{protocolName, configData}` wrapper, when `json` is one.
+fn unwrap_config_data(json: &Json) -> Option<&Json> {
+    field_ci(json, "protocolName")?;
+    Some(field_ci(json, "configData").unwrap_or(&NULL))
+}
+
+#[cfg(test)]
+mod custom_protocol_tests {
+    use super::*;
+    use serde_json::json;
+
+    fn proto(kind: &str, config: Json) -> ProtocolDef {
+        ProtocolDef {
+            kind: kind.into(),
+            config: Arc::new(config),
+            common: Arc::new(Json::Null),
+        }
+    }
+
+    #[test]
+    fn both_forms_give_the_same_config_and_other_protocols_are_not_handled() {
+        let p = CustomProtocol::new("http");
+        let data = json!({"baseUrl": "http://x"});
+        let alpha = proto(
+            "customized-protocol",
+            json!({"protocolName": "Http", "configData": data}),
+        );
+        let beta = proto("HTTP", data.clone());
+        assert_eq!(p.protocol_config(&alpha), Some(&data));
+        assert_eq!(p.protocol_config(&beta), Some(&data));
+        let other = proto(
+            "customized-protocol",
+            json!({"protocolName": "virtualProtocol", "configData": data}),
+        );
+        assert!(!p.handles(&other));
+        assert!(!p.handles(&proto("modbus", json!({}))));
+        // No configData: null, which config_from_json turns into the defaults.
+        let bare = proto("customized-protocol", json!({"protocolName": "http"}));
+        assert_eq!(p.protocol_config(&bare), Some(&Json::Null));
+    }
+
+    #[test]
+    fn visitors_are_unwrapped_and_a_foreign_protocol_name_is_an_error() {
+        let p = CustomProtocol::new("http");
+        let inner = json!({"path": "/a"});
+        assert_eq!(
+            p.visitor_config(&json!({"protocolName": "http", "configData": inner}))
+                .unwrap(),
+            &inner
+        );
+        assert_eq!(p.visitor_config(&inner).unwrap(), &inner);
+        let e = p
+            .visitor_config(&json!({"protocolName": "opcua", "configData": inner}))
+            .unwrap_err();
+        assert_eq!(e.field, "visitorConfig.protocolName");
+        assert!(e.message.contains("\"http\""), "{}", e.message);
+    }
+}

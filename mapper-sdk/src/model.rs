@@ -225,6 +225,64 @@ impl Value {
         }
     }
 
+    /// Converts a JSON value a device returned (e.g. one picked from an HTTP reply) to a
+    /// value of `data_type`. Numbers, booleans and strings are taken for what they are and
+    /// checked against the type (a string is parsed like [`Value::parse`]); `null`, arrays
+    /// and objects are refused, except that any JSON is accepted as text for a `string`
+    /// property.
+    ///
+    /// ```
+    /// use mapper_sdk::model::{DataType, Value};
+    /// let v = Value::from_json(&serde_json::json!(21.5), DataType::Float).unwrap();
+    /// assert_eq!(v, Value::Float(21.5));
+    /// assert_eq!(Value::from_json(&serde_json::json!("7"), DataType::Int).unwrap(), Value::Int(7));
+    /// assert!(Value::from_json(&serde_json::json!(null), DataType::Int).is_err());
+    /// ```
+    pub fn from_json(json: &serde_json::Value, data_type: DataType) -> Result<Self, ValueError> {
+        use serde_json::Value as J;
+        let invalid = |reason| ValueError::Invalid {
+            text: json.to_string(),
+            data_type,
+            reason,
+        };
+        match (json, data_type) {
+            (J::String(s), _) => Self::parse(s, data_type),
+            (J::Bool(b), DataType::Boolean) => Ok(Self::Bool(*b)),
+            (J::Bool(b), DataType::String) => Ok(Self::String(b.to_string())),
+            (J::Bool(_), _) => Err(invalid("a boolean where a number was expected")),
+            (J::Number(n), DataType::Boolean) => match n.as_f64() {
+                Some(0.0) => Ok(Self::Bool(false)),
+                Some(1.0) => Ok(Self::Bool(true)),
+                _ => Err(invalid("expected true, false, 1 or 0")),
+            },
+            (J::Number(n), DataType::String) => Ok(Self::String(n.to_string())),
+            (J::Number(n), DataType::Bytes) => Err(invalid(if n.is_f64() {
+                "a number where bytes were expected"
+            } else {
+                "an integer where bytes were expected"
+            })),
+            (J::Number(n), DataType::Int) => {
+                if let Some(i) = n.as_i64() {
+                    Ok(Self::Int(i))
+                } else if let Some(u) = n.as_u64() {
+                    Ok(Self::UInt(u))
+                } else {
+                    Self::parse(&n.to_string(), data_type)
+                }
+            }
+            (J::Number(n), _) => n
+                .as_f64()
+                .filter(|f| f.is_finite())
+                .map(Self::Float)
+                .ok_or_else(|| invalid("not a finite number")),
+            (J::Null, _) => Err(invalid("null (the device has no value)")),
+            (other, DataType::String) => Ok(Self::String(other.to_string())),
+            _ => Err(invalid(
+                "an array or object where a single value was expected",
+            )),
+        }
+    }
+
     /// The canonical wire text: decimal integers, floats in the shortest form that reads
     /// back exactly and never in exponent form, `true`/`false`, text as is, bytes as
     /// lowercase hex. `None` for non-finite floats, which have no valid wire form.
@@ -537,5 +595,49 @@ mod tests {
             prop_assert_eq!(Value::parse(&text, DataType::Int).unwrap(), Value::Int(i));
             prop_assert!(check_wire_value(&text, Some("int")).is_ok());
         }
+    }
+}
+
+#[cfg(test)]
+mod from_json_tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn json_values_become_values_of_the_property_type() {
+        let f = |j, t| Value::from_json(&j, t);
+        assert_eq!(f(json!(3), DataType::Int).unwrap(), Value::Int(3));
+        assert_eq!(f(json!(3.0), DataType::Int).unwrap(), Value::Int(3));
+        assert!(f(json!(3.5), DataType::Int).is_err());
+        assert_eq!(
+            f(json!(u64::MAX), DataType::Int).unwrap(),
+            Value::UInt(u64::MAX)
+        );
+        assert_eq!(f(json!(2), DataType::Float).unwrap(), Value::Float(2.0));
+        assert_eq!(
+            f(json!(true), DataType::Boolean).unwrap(),
+            Value::Bool(true)
+        );
+        assert_eq!(f(json!(0), DataType::Boolean).unwrap(), Value::Bool(false));
+        assert_eq!(
+            f(json!("on"), DataType::Boolean).unwrap(),
+            Value::Bool(true)
+        );
+        assert_eq!(
+            f(json!(1.5), DataType::String).unwrap(),
+            Value::String("1.5".into())
+        );
+        assert_eq!(
+            f(json!("0a0b"), DataType::Bytes).unwrap(),
+            Value::Bytes(vec![10, 11])
+        );
+        assert!(f(json!(true), DataType::Int).is_err());
+        assert!(f(json!(null), DataType::String).is_err());
+        assert!(f(json!([1]), DataType::Int).is_err());
+        assert_eq!(
+            f(json!({"a": 1}), DataType::String).unwrap(),
+            Value::String("{\"a\":1}".into())
+        );
     }
 }

@@ -206,6 +206,41 @@ pub async fn wait_until(limit: Duration, mut cond: impl FnMut() -> bool) -> bool
     }
 }
 
+/// The environment variable that lets a test skip, instead of fail, when a tool it needs
+/// (mosquitto, socat, mbpoll, pymodbus, dbus-daemon) is not installed: set it to `1`.
+pub const ALLOW_SKIP_ENV: &str = "MAPPER_TESTS_ALLOW_SKIP";
+
+/// Where the install hint points.
+pub const INSTALL_HINT: &str = "run scripts/deps.sh, which installs every tool the tests need";
+
+/// What a test does about a missing tool: `Ok(message)` to print and skip (only when
+/// [`ALLOW_SKIP_ENV`] is `1`), `Err(message)` to fail with.
+pub fn missing_tool_verdict(
+    tool: &str,
+    allow_skip: Option<&std::ffi::OsStr>,
+) -> Result<String, String> {
+    if allow_skip.is_some_and(|v| v == "1") {
+        Ok(format!(
+            "SKIPPED: {tool} is not installed and {ALLOW_SKIP_ENV}=1 is set; this test did not run ({INSTALL_HINT})"
+        ))
+    } else {
+        Err(format!(
+            "{tool} is not installed: {INSTALL_HINT} (or set {ALLOW_SKIP_ENV}=1 to skip the tests that need it)"
+        ))
+    }
+}
+
+/// Reports a missing tool a test needs: panics with the install hint, unless
+/// `MAPPER_TESTS_ALLOW_SKIP=1` is set, in which case it prints that the test is skipped
+/// and returns (the caller then returns early). A green run therefore means the test ran,
+/// or that skipping was asked for explicitly.
+pub fn missing_tool(tool: &str) {
+    match missing_tool_verdict(tool, std::env::var_os(ALLOW_SKIP_ENV).as_deref()) {
+        Ok(msg) => eprintln!("{msg}"),
+        Err(msg) => panic!("{msg}"),
+    }
+}
+
 /// A mosquitto broker on a free loopback port, killed on drop.
 pub struct Mosquitto {
     pub port: u16,
@@ -232,8 +267,9 @@ fn mosquitto_binary() -> Option<PathBuf> {
 }
 
 impl Mosquitto {
-    /// Starts a broker, or returns `None` when mosquitto is not installed and `CI` is
-    /// not set (under CI a missing broker is a failure, not a skip).
+    /// Starts a broker. When mosquitto is not installed this panics with the install hint,
+    /// or, with `MAPPER_TESTS_ALLOW_SKIP=1` ([`ALLOW_SKIP_ENV`]), prints that the test is
+    /// skipped and returns `None`.
     pub fn start() -> Option<Self> {
         Self::start_with(String::new())
     }
@@ -241,11 +277,7 @@ impl Mosquitto {
     /// Like [`Mosquitto::start`], with more configuration appended (e.g. a TLS listener).
     pub fn start_with(extra: String) -> Option<Self> {
         let Some(_) = mosquitto_binary() else {
-            assert!(
-                std::env::var_os("CI").is_none(),
-                "mosquitto is not installed, and CI is set: install the mosquitto package"
-            );
-            eprintln!("mosquitto not installed; skipping");
+            missing_tool("mosquitto");
             return None;
         };
         let mut m = Self {
@@ -558,7 +590,37 @@ impl InProcessMapper {
     }
 }
 
+/// Whether `tool` is on the `PATH`; when it is not, [`missing_tool`] decides (fail, or
+/// skip with `MAPPER_TESTS_ALLOW_SKIP=1`).
+pub fn require_tool(tool: &str) -> bool {
+    let found = std::env::var_os("PATH")
+        .is_some_and(|path| std::env::split_paths(&path).any(|dir| dir.join(tool).is_file()));
+    if !found {
+        missing_tool(tool);
+    }
+    found
+}
+
 /// A device id for tests.
 pub fn id(s: &str) -> DeviceId {
     DeviceId(s.to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_missing_tool_fails_unless_skipping_is_asked_for() {
+        let fail = missing_tool_verdict("mosquitto", None).unwrap_err();
+        assert!(
+            fail.contains("scripts/deps.sh") && fail.contains(ALLOW_SKIP_ENV),
+            "{fail}"
+        );
+        // CI or not, anything but an explicit 1 fails.
+        assert!(missing_tool_verdict("socat", Some("0".as_ref())).is_err());
+        assert!(missing_tool_verdict("socat", Some("".as_ref())).is_err());
+        let skip = missing_tool_verdict("socat", Some("1".as_ref())).unwrap();
+        assert!(skip.starts_with("SKIPPED: socat"), "{skip}");
+    }
 }

@@ -14,14 +14,11 @@ fn samples() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/kubeedge-samples")
 }
 
+/// The samples are part of the repository: an unreadable one is a failure, never a skip.
 fn read(path: &Path) -> Option<String> {
     match std::fs::read_to_string(path) {
         Ok(t) => Some(t),
-        Err(e) => {
-            assert!(std::env::var_os("CI").is_none(), "{}: {e}", path.display());
-            eprintln!("{} not readable ({e}); skipping", path.display());
-            None
-        }
+        Err(e) => panic!("{}: {e}", path.display()),
     }
 }
 

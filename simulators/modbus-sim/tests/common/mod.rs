@@ -52,8 +52,9 @@ pub async fn eventually(deadline: Duration, mut cond: impl FnMut() -> bool) -> b
     }
 }
 
-/// Whether an external tool is installed. Missing tools skip a test locally
-/// but fail it when `CI` is set, so a missing install step cannot pass silently.
+/// Whether an external tool is installed. A missing tool fails the test with the
+/// install hint, unless `MAPPER_TESTS_ALLOW_SKIP=1` is set: then the test prints that it
+/// was skipped and returns. A green run never hides a test that did not run.
 pub fn tool_available(tool: &str) -> bool {
     let found = std::process::Command::new("sh")
         .arg("-c")
@@ -62,10 +63,15 @@ pub fn tool_available(tool: &str) -> bool {
         .map(|o| o.status.success())
         .unwrap_or(false);
     if !found {
-        if std::env::var_os("CI").is_some() {
-            panic!("{tool} is required when CI is set (apt-get install -y {tool})");
+        if std::env::var_os("MAPPER_TESTS_ALLOW_SKIP").is_some_and(|v| v == "1") {
+            eprintln!(
+                "SKIPPED: {tool} is not installed and MAPPER_TESTS_ALLOW_SKIP=1 is set; this test did not run (scripts/deps.sh installs it)"
+            );
+        } else {
+            panic!(
+                "{tool} is not installed: run scripts/deps.sh (or set MAPPER_TESTS_ALLOW_SKIP=1 to skip the tests that need it)"
+            );
         }
-        eprintln!("SKIPPED: {tool} is not installed (install it to run this test)");
     }
     found
 }
