@@ -450,15 +450,16 @@ struct ProtocolProblem {
 fn malformed_instance(index: usize, entry: &RawValue, err: &serde_json::Error) -> Draft {
     let where_ = format!("deviceInstances[{index}]");
     if !entry.get().trim_start().starts_with('{') {
-        let mut d = Draft::default();
-        d.protocol = Some(Err(Issue::general(
-            &where_,
-            format!(
-                "a device instance must be a JSON object, got {}",
-                json_kind(entry)
-            ),
-        )));
-        return d;
+        return Draft {
+            protocol: Some(Err(Issue::general(
+                &where_,
+                format!(
+                    "a device instance must be a JSON object, got {}",
+                    json_kind(entry)
+                ),
+            ))),
+            ..Draft::default()
+        };
     }
     let id = hint(entry, &["id", "name"]).unwrap_or_default();
     let (field, msg) = match super::problems::describe(entry, err) {
