@@ -318,11 +318,37 @@ impl Settings {
             }
             mqtt.max_message_bytes = n;
         }
-        let cert = args.mqtt_certification.clone().or(m.certification);
-        let key = args.mqtt_privatekey.clone().or(m.privatekey);
-        let ca = args.mqtt_ca_cert.clone().or(m.ca_cert);
-        let servername = args.mqtt_servername.clone().or(m.servername);
-        if mqtt.tls.is_some() || cert.is_some() || ca.is_some() {
+        // Empty strings mean "unset", as in Go: the stock mappers-go config.yaml has
+        // `certification: ""` next to a `tcp://` server.
+        let set = |p: Option<PathBuf>| p.filter(|p| !p.as_os_str().is_empty());
+        let cert = set(args.mqtt_certification.clone()).or(set(m.certification));
+        let key = set(args.mqtt_privatekey.clone()).or(set(m.privatekey));
+        let ca = set(args.mqtt_ca_cert.clone()).or(set(m.ca_cert));
+        let servername = args
+            .mqtt_servername
+            .clone()
+            .or(m.servername)
+            .filter(|s| !s.trim().is_empty());
+        mqtt.password = mqtt.password.filter(|p| !p.is_empty());
+        if mqtt.tls.is_none() {
+            // TLS is chosen by the URL scheme only; certificates with a plain URL are a
+            // mistake worth stopping for, not a silent switch to TLS.
+            for (field, given) in [
+                ("mqtt.caCert", ca.is_some()),
+                ("mqtt.certification", cert.is_some()),
+                ("mqtt.privatekey", key.is_some()),
+            ] {
+                if given {
+                    return Err(SettingsError::Invalid {
+                        field: field.into(),
+                        message: format!(
+                            "is set but the broker URL {server:?} is not TLS; use ssl://, tls:// or mqtts:// for TLS, or leave {field} empty"
+                        ),
+                    });
+                }
+            }
+        }
+        if mqtt.tls.is_some() {
             mqtt.tls = Some(TlsSettings {
                 ca_cert: ca,
                 client_cert: cert,
@@ -527,7 +553,7 @@ mod tests {
     fn flags_override_the_file() {
         let f = parse_config(MAPPERS_GO, Path::new("c.yaml")).unwrap();
         let args = CommonArgs {
-            mqtt_server: Some("tcp://127.0.0.1:2000".into()),
+            mqtt_server: Some("ssl://127.0.0.1:2000".into()),
             mqtt_client_id: Some("flag-client".into()),
             profile: Some("/tmp/p.json".into()),
             legacy_states: true,
@@ -539,7 +565,7 @@ mod tests {
         assert_eq!(s.mqtt.username.as_deref(), Some("u"));
         assert_eq!(s.mqtt.state_names, StateNames::legacy());
         assert_eq!(s.profile, ProfileSetting::File("/tmp/p.json".into()));
-        // A CA in the file turns TLS on, verified under the configured name.
+        // TLS from the URL, verified against the file's CA under the configured name.
         let tls = s.mqtt.tls.unwrap();
         assert_eq!(tls.server_name.as_deref(), Some("broker"));
     }
@@ -553,6 +579,54 @@ mod tests {
         let s = Settings::merge(&args, ConfigFile::default(), "modbus", Some("{}".into())).unwrap();
         assert_eq!(s.profile, ProfileSetting::Inline("{}".into()));
         assert!(s.mqtt.client_id.starts_with("modbus-mapper-"));
+    }
+
+    #[test]
+    fn stock_mappers_go_config_with_empty_strings_starts_without_tls() {
+        let text = "mqtt:\n  server: tcp://127.0.0.1:1883\n  username: \"\"\n  password: \"\"\n  certification: \"\"\n  privatekey: \"\"\n  caCert: \"\"\n";
+        let f = parse_config(text, Path::new("c.yaml")).unwrap();
+        let s = Settings::merge(&CommonArgs::default(), f, "modbus", None).unwrap();
+        assert!(s.mqtt.tls.is_none());
+        assert!(s.mqtt.username.is_none() && s.mqtt.password.is_none());
+        for name in [
+            "modbus-config.yaml",
+            "mapper-sdk-go-config.yaml",
+            "bluetooth_mapper-config.yaml",
+        ] {
+            let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("../tests/fixtures/kubeedge-samples")
+                .join(name);
+            let text = std::fs::read_to_string(&path).unwrap();
+            let f = parse_config(&text, &path).unwrap();
+            let s = Settings::merge(&CommonArgs::default(), f, "modbus", None)
+                .unwrap_or_else(|e| panic!("{name}: {e}"));
+            assert!(s.mqtt.tls.is_none(), "{name}");
+        }
+    }
+
+    #[test]
+    fn certificates_with_a_plain_url_are_an_error_that_says_so() {
+        let f = parse_config(
+            "mqtt:\n  server: tcp://b:1883\n  caCert: /ca.pem\n",
+            Path::new("c.yaml"),
+        )
+        .unwrap();
+        let e = Settings::merge(&CommonArgs::default(), f, "modbus", None)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("mqtt.caCert") && e.contains("ssl://"), "{e}");
+        let f = parse_config(
+            "mqtt:\n  server: ssl://b:8883\n  caCert: /ca.pem\n",
+            Path::new("c.yaml"),
+        )
+        .unwrap();
+        assert!(
+            Settings::merge(&CommonArgs::default(), f, "modbus", None)
+                .unwrap()
+                .mqtt
+                .tls
+                .is_some()
+        );
     }
 
     #[test]
