@@ -5,7 +5,7 @@
 //! the registered address as its gRPC target, so grpc-go sends the address as the HTTP/2
 //! `:authority`; a path (`/etc/kubeedge/x.sock`, or `%2Fetc...` in newer grpc-go) is not a
 //! valid authority and the h2 server under tonic resets the stream, while `@name` is
-//! valid and Go's unix dialer reaches the abstract namespace (contract §6.4).
+//! valid and Go's unix dialer reaches the abstract namespace.
 //!
 //! [`connect`] opens one client channel; [`Listener`] binds either kind and yields
 //! accepted streams, refusing peers whose uid is not allowed (abstract sockets have no

@@ -2,7 +2,7 @@
 //! (edgecore sends strings as `StringValue`, every number as a 32-bit `FloatValue`,
 //! booleans as `BoolValue`). Pure functions between those and JSON.
 //!
-//! Facts that shape the decoder (contract §3.2): a zero value (`0`, `false`, `""`)
+//! Facts that shape the decoder: a zero value (`0`, `false`, `""`)
 //! arrives as an `Any` with a type URL and no bytes, which means zero, not absent; a
 //! float32 is turned into the shortest decimal that round-trips (`0.1f32` becomes `0.1`,
 //! not `0.10000000149`), and integral values become JSON integers (`502`), so ports,
