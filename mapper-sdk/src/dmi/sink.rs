@@ -76,18 +76,13 @@ impl Sink {
                         slot.insert(v.property.0.clone(), v.value.clone());
                     }
                 }
-                let meta = self
-                    .shared
-                    .lock_store()
-                    .report_meta(&key_of_id(device.as_str()));
-                let Some(meta) = meta else {
-                    return;
-                };
-                let values: Vec<_> = values
-                    .into_iter()
-                    .filter(|v| meta.to_cloud.contains(v.property.as_str()))
-                    .collect();
-                if values.is_empty() {
+                let mut values = values;
+                let known = self.shared.lock_store().retain_to_cloud(
+                    &key_of_id(device.as_str()),
+                    &mut values,
+                    |v| v.property.as_str(),
+                );
+                if !known || values.is_empty() {
                     return;
                 }
                 match self.shared.settings.report {

@@ -42,8 +42,6 @@ pub struct ReportMeta {
     pub namespace: String,
     /// The device's name.
     pub name: String,
-    /// Properties with `reportToCloud: true`.
-    pub to_cloud: BTreeSet<String>,
     /// Desired values of the spec, by property.
     pub desired: BTreeMap<String, String>,
     /// `status.reportToCloud` (state heartbeats).
@@ -226,6 +224,31 @@ impl Store {
         self.devices.get(key).map(|e| &e.device)
     }
 
+    /// Keeps the items of properties with `reportToCloud: true` (in place, no copies: it
+    /// runs on every report); false for an unknown device.
+    pub fn retain_to_cloud<T>(
+        &self,
+        key: &Key,
+        items: &mut Vec<T>,
+        name: impl Fn(&T) -> &str,
+    ) -> bool {
+        let Some(e) = self.devices.get(key) else {
+            return false;
+        };
+        let props = e
+            .device
+            .spec
+            .as_ref()
+            .map(|s| s.properties.as_slice())
+            .unwrap_or_default();
+        items.retain(|item| {
+            props
+                .iter()
+                .any(|p| p.report_to_cloud && p.name == name(item))
+        });
+        true
+    }
+
     /// Reporting facts of a device.
     pub fn report_meta(&self, key: &Key) -> Option<ReportMeta> {
         let e = self.devices.get(key)?;
@@ -235,11 +258,6 @@ impl Store {
         Some(ReportMeta {
             namespace: key.0.clone(),
             name: key.1.clone(),
-            to_cloud: props
-                .iter()
-                .filter(|p| p.report_to_cloud)
-                .map(|p| p.name.clone())
-                .collect(),
             desired: props
                 .iter()
                 .filter_map(|p| {
