@@ -36,6 +36,10 @@ pub enum RunError {
     #[cfg(feature = "kube")]
     #[error(transparent)]
     Kube(#[from] crate::kube_source::KubeSourceError),
+    /// DMI cannot start (its socket cannot be bound).
+    #[cfg(feature = "dmi")]
+    #[error(transparent)]
+    Dmi(#[from] crate::dmi::DmiError),
 }
 
 /// A profile bound to a driver.
@@ -175,6 +179,15 @@ fn log_loaded<D: Driver>(loaded: &Loaded<D>) {
     }
 }
 
+/// Where the runtime's reports go.
+enum Sink {
+    /// The MQTT twin contract (ConfigMap era, and the kube sources).
+    Mqtt(Mqtt),
+    /// edgecore over DMI (with MQTT for data properties or when so configured).
+    #[cfg(feature = "dmi")]
+    Dmi(crate::dmi::Dmi),
+}
+
 /// Runs the mapper until `shutdown` completes: watches the profile, runs the devices,
 /// talks to the broker; then reports every device offline and flushes MQTT.
 pub async fn run<D: Driver>(
@@ -193,13 +206,32 @@ pub async fn run<D: Driver>(
         if k.watch == crate::kube_source::KubeWatch::Devices);
     #[cfg(not(feature = "kube"))]
     let spec_desired = false;
+    // So do DMI devices: edgecore's UpdateDevice carries the cloud's desired values.
+    #[cfg(feature = "dmi")]
+    let spec_desired = spec_desired || matches!(&settings.profile, ProfileSetting::Dmi(_));
     let mut last_desired = BTreeMap::new();
     let driver = Arc::new(driver);
     let cancel = CancellationToken::new();
     let (out_tx, out_rx) = mpsc::channel(4096);
     let (in_tx, mut in_rx) = mpsc::channel(1024);
-    let mqtt = Mqtt::start(settings.mqtt.clone(), out_rx, in_tx)?;
     let (prof_tx, mut prof_rx) = watch::channel(None);
+    let sink = match &settings.profile {
+        #[cfg(feature = "dmi")]
+        ProfileSetting::Dmi(dmi) => Sink::Dmi(
+            crate::dmi::Dmi::start(
+                dmi.clone(),
+                driver.dmi_protocol(),
+                env!("CARGO_PKG_VERSION"),
+                settings.mqtt.clone(),
+                out_rx,
+                in_tx,
+                prof_tx.clone(),
+                cancel.child_token(),
+            )
+            .await?,
+        ),
+        _ => Sink::Mqtt(Mqtt::start(settings.mqtt.clone(), out_rx, in_tx)?),
+    };
     let hint = Arc::new(Notify::new());
     match &settings.profile {
         ProfileSetting::File(path) => {
@@ -218,6 +250,10 @@ pub async fn run<D: Driver>(
                 let src = crate::kube_source::KubeSource::new(client, k.clone());
                 tokio::spawn(src.watch(prof_tx.clone(), cancel.child_token()));
             }
+        }
+        #[cfg(feature = "dmi")]
+        ProfileSetting::Dmi(_) => {
+            info!("devices, models and desired values come from edgecore over DMI");
         }
     }
     let mut sup = Supervisor::new(
@@ -280,7 +316,11 @@ pub async fn run<D: Driver>(
     cancel.cancel();
     drop(prof_tx);
     sup.shutdown().await;
-    mqtt.finish(Duration::from_secs(5)).await;
+    match sink {
+        Sink::Mqtt(mqtt) => mqtt.finish(Duration::from_secs(5)).await,
+        #[cfg(feature = "dmi")]
+        Sink::Dmi(dmi) => dmi.finish(Duration::from_secs(5)).await,
+    }
     info!("stopped");
     Ok(())
 }
@@ -424,6 +464,11 @@ pub fn main<D: Driver>(driver: D) -> ExitCode {
             #[cfg(feature = "kube")]
             (None, ProfileSetting::Kube(_)) => {
                 eprintln!("error: the profile comes from the kubernetes API; give `check` a file");
+                return ExitCode::from(2);
+            }
+            #[cfg(feature = "dmi")]
+            (None, ProfileSetting::Dmi(_)) => {
+                eprintln!("error: the devices come from edgecore over DMI; give `check` a file");
                 return ExitCode::from(2);
             }
         };

@@ -29,6 +29,15 @@ pub struct ConfigFile {
     pub configmap: Option<PathBuf>,
     /// Settings of this mapper that mappers-go lacks.
     pub mapper: MapperSection,
+    /// The `dmi:` section (KubeEdge 1.15+).
+    #[cfg(feature = "dmi")]
+    pub dmi: crate::dmi_config::DmiSection,
+    /// mapper-framework's `common:` section (protocol, name, edgecore socket).
+    #[cfg(feature = "dmi")]
+    pub common: crate::dmi_config::CommonSection,
+    /// mapper-framework's `grpc_server:` section (the mapper's socket).
+    #[cfg(feature = "dmi")]
+    pub grpc_server: crate::dmi_config::GrpcServerSection,
 }
 
 /// `mqtt:` keys.
@@ -80,9 +89,10 @@ pub struct MapperSection {
     pub desired_values: Option<String>,
     /// Retries of a write the device refused before the value is dropped (default 3).
     pub refused_write_retries: Option<u32>,
-    /// Where the profile comes from: `file` (default), `configmap` (the device-profile
-    /// ConfigMap from the API) or `devices` (v1beta1 Device/DeviceModel objects). The
-    /// last two need a mapper built with the `kube` feature.
+    /// Where the profile comes from: `file` (default), `dmi` (edgecore's DMI, KubeEdge
+    /// 1.15+), `configmap` (the device-profile ConfigMap from the API) or `devices`
+    /// (v1beta1 Device/DeviceModel objects). `dmi` needs the `dmi` cargo feature, the
+    /// last two the `kube` feature.
     pub source: Option<String>,
     /// A kubeconfig file for the `configmap` and `devices` sources.
     pub kubeconfig: Option<PathBuf>,
@@ -191,10 +201,13 @@ pub struct CommonArgs {
     /// Log filter, e.g. `info` or `mapper_sdk=debug` (default: RUST_LOG, else info).
     #[arg(long)]
     pub log_level: Option<String>,
-    /// Profile source: file, configmap or devices (overrides mapper.source).
-    #[cfg(feature = "kube")]
+    /// Device source: file, dmi, configmap or devices (overrides mapper.source) [default: file]
     #[arg(long, env = "MAPPER_SOURCE")]
     pub source: Option<String>,
+    /// DMI settings (KubeEdge 1.15+).
+    #[cfg(feature = "dmi")]
+    #[command(flatten)]
+    pub dmi: crate::dmi_config::DmiArgs,
     /// Kubeconfig for the configmap/devices sources (overrides mapper.kubeconfig).
     #[cfg(feature = "kube")]
     #[arg(long)]
@@ -210,7 +223,7 @@ pub struct CommonArgs {
 }
 
 /// Where the profile comes from.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum ProfileSetting {
     /// A file, watched for changes.
     File(PathBuf),
@@ -219,6 +232,10 @@ pub enum ProfileSetting {
     /// The Kubernetes API (the device-profile ConfigMap or v1beta1 Devices).
     #[cfg(feature = "kube")]
     Kube(crate::kube_source::KubeSettings),
+    /// edgecore over DMI v1beta1 (KubeEdge 1.15+): devices, models and desired values
+    /// from edgecore, reports to it.
+    #[cfg(feature = "dmi")]
+    Dmi(crate::dmi_config::DmiSettings),
 }
 
 /// Everything [`crate::run`] needs.
@@ -358,10 +375,11 @@ impl Settings {
         }
         let s = file.mapper;
         let source = KubeArgs {
-            #[cfg(feature = "kube")]
-            source: args.source.clone().or(s.source.clone()),
-            #[cfg(not(feature = "kube"))]
-            source: s.source.clone(),
+            source: args
+                .source
+                .clone()
+                .or(s.source.clone())
+                .filter(|s| !s.trim().is_empty()),
             #[cfg(feature = "kube")]
             kubeconfig: args.kubeconfig.clone().or(s.kubeconfig.clone()),
             #[cfg(feature = "kube")]
@@ -383,9 +401,18 @@ impl Settings {
             .or(s.node_name)
             .filter(|n| !n.is_empty());
 
+        let source_kind = source
+            .source
+            .as_deref()
+            .map(str::to_ascii_lowercase)
+            .unwrap_or_default();
         let topic_scheme = match (args.topic_scheme, s.topic_scheme.as_deref()) {
             (Some(SchemeArg::Id), _) => TopicScheme::Id,
             (Some(SchemeArg::NamespaceName), _) => TopicScheme::NamespaceName,
+            // DMI devices are keyed (namespace, name); a 1.15 edgecore has no namespaces.
+            (None, None) if source_kind == "dmi" => TopicScheme::NamespaceNameIfSet,
+            // Modern edgecore listens on two-segment device topics only.
+            (None, None) if source_kind == "devices" => TopicScheme::NamespaceName,
             (None, None) => TopicScheme::Id,
             (None, Some(t)) => match t.to_ascii_lowercase().replace(['_', '-'], "").as_str() {
                 "id" | "{id}" => TopicScheme::Id,
@@ -445,6 +472,11 @@ impl Settings {
             .map(str::to_ascii_lowercase)
             .as_deref()
         {
+            Some("dmi") => dmi_profile(
+                args,
+                #[cfg(feature = "dmi")]
+                (file.dmi, file.common, file.grpc_server),
+            )?,
             None | Some("" | "file") => match env_profile.filter(|p| !p.trim().is_empty()) {
                 Some(text) if !path.exists() => ProfileSetting::Inline(text),
                 _ => ProfileSetting::File(path),
@@ -455,7 +487,9 @@ impl Settings {
             Some(other) => {
                 return Err(SettingsError::Invalid {
                     field: "mapper.source".into(),
-                    message: format!("{other:?} is not a source; use file, configmap or devices"),
+                    message: format!(
+                        "{other:?} is not a source; use file, dmi, configmap or devices"
+                    ),
                 });
             }
         };
@@ -466,6 +500,28 @@ impl Settings {
             runtime,
         })
     }
+}
+
+#[cfg(not(feature = "dmi"))]
+fn dmi_profile(_: &CommonArgs) -> Result<ProfileSetting, SettingsError> {
+    Err(SettingsError::Invalid {
+        field: "mapper.source".into(),
+        message:
+            "dmi needs a mapper built with the `dmi` cargo feature (the released binaries have it)"
+                .into(),
+    })
+}
+
+#[cfg(feature = "dmi")]
+fn dmi_profile(
+    args: &CommonArgs,
+    (dmi, common, grpc): (
+        crate::dmi_config::DmiSection,
+        crate::dmi_config::CommonSection,
+        crate::dmi_config::GrpcServerSection,
+    ),
+) -> Result<ProfileSetting, SettingsError> {
+    crate::dmi_config::dmi_settings(&args.dmi, dmi, common, grpc).map(ProfileSetting::Dmi)
 }
 
 /// The kube-related settings after flags are merged over the file.

@@ -180,9 +180,7 @@ pub fn dmi_settings(
     {
         s.edgecore_socket = p;
     }
-    s.listen = nonempty(args.dmi_listen.clone())
-        .or(nonempty(dmi.listen))
-        .or(nonempty(grpc.socket_path));
+    s.listen = nonempty(args.dmi_listen.clone()).or(nonempty(dmi.listen));
     if let Some(l) = &s.listen {
         dmi_api::transport::Address::parse(l).map_err(|e| SettingsError::Invalid {
             field: "dmi.listen".into(),
@@ -190,6 +188,25 @@ pub fn dmi_settings(
         })?;
     }
     s.debug_socket = nonempty_path(dmi.debug_socket);
+    // mapper-framework's `grpc_server.socket_path` is a file path, which edgecore's
+    // grpc-go cannot reach on a Rust server (it sends the path as the HTTP/2
+    // authority). An `@name` there is used as the address; a path is served as the
+    // extra local socket, and the registered address stays the abstract default.
+    if let Some(p) = nonempty(grpc.socket_path) {
+        let address =
+            dmi_api::transport::Address::parse(&p).map_err(|e| SettingsError::Invalid {
+                field: "grpc_server.socket_path".into(),
+                message: e.to_string(),
+            })?;
+        match address {
+            dmi_api::transport::Address::Abstract(_) => {
+                s.listen.get_or_insert(p);
+            }
+            dmi_api::transport::Address::Path(path) => {
+                s.debug_socket.get_or_insert(path);
+            }
+        }
+    }
     s.protocols = dmi
         .protocols
         .unwrap_or_default()
@@ -266,6 +283,21 @@ mod tests {
         );
         assert_eq!(s.listen.as_deref(), Some("@kubeedge.m"));
         assert_eq!(s.report, ReportPath::Dmi);
+        // mapper-framework's template path becomes the local socket, not the address.
+        let s = dmi_settings(
+            &DmiArgs::default(),
+            DmiSection::default(),
+            CommonSection::default(),
+            GrpcServerSection {
+                socket_path: Some("/etc/kubeedge/Template.sock".into()),
+            },
+        )
+        .unwrap();
+        assert_eq!(s.listen, None);
+        assert_eq!(
+            s.debug_socket,
+            Some(PathBuf::from("/etc/kubeedge/Template.sock"))
+        );
     }
 
     #[test]
