@@ -124,7 +124,28 @@ fn every_manifest_parses_into_k8s_openapi_types() {
             env.iter().any(|e| e.name == "NODE_NAME"),
             "{file}: NODE_NAME"
         );
-        if file.contains("devices") {
+        if file.contains("dmi") {
+            // DMI era: edgecore's socket directory from the host.
+            let mount = mounts
+                .iter()
+                .find(|v| v.mount_path == "/etc/kubeedge")
+                .unwrap_or_else(|| panic!("{file}: /etc/kubeedge is mounted"));
+            let vol = volumes.iter().find(|v| v.name == mount.name).unwrap();
+            assert_eq!(
+                vol.host_path.as_ref().map(|h| h.path.as_str()),
+                Some("/etc/kubeedge"),
+                "{file}: the host's /etc/kubeedge"
+            );
+        }
+        for v in volumes {
+            assert!(
+                v.host_path
+                    .as_ref()
+                    .is_none_or(|h| h.type_.as_deref() != Some("CharDevice")),
+                "{file}: a device mount keeps the pod from starting on nodes without it"
+            );
+        }
+        if file.contains("devices") || file.contains("dmi") {
             continue;
         }
         // ConfigMap era: the node's profile ConfigMap at /opt/kubeedge/.
@@ -192,11 +213,7 @@ fn the_devices_deployment_config_selects_the_meta_server_source() {
     let cm = m
         .config_maps
         .iter()
-        .find(|c| {
-            c.data
-                .as_ref()
-                .is_some_and(|d| d.contains_key("config.yaml"))
-        })
+        .find(|c| c.metadata.name.as_deref() == Some("modbus-mapper-config"))
         .unwrap();
     let text = &cm.data.as_ref().unwrap()["config.yaml"];
     let file = parse_config(text, Path::new("config.yaml")).unwrap();
@@ -214,6 +231,40 @@ fn the_devices_deployment_config_selects_the_meta_server_source() {
         KubeConnection::MetaServer("http://127.0.0.1:10550".into())
     );
     assert_eq!(k.node_name.as_deref(), Some("edge-node-1"));
+}
+
+#[cfg(feature = "dmi")]
+#[test]
+fn the_dmi_deployments_configs_select_the_dmi_source() {
+    let m = load();
+    for (name, protocol) in [
+        ("modbus-mapper-dmi-config", "modbus"),
+        ("ble-mapper-dmi-config", "bluetooth"),
+    ] {
+        let cm = m
+            .config_maps
+            .iter()
+            .find(|c| c.metadata.name.as_deref() == Some(name))
+            .unwrap_or_else(|| panic!("ConfigMap {name}"));
+        let text = &cm.data.as_ref().unwrap()["config.yaml"];
+        let file = parse_config(text, Path::new("config.yaml")).unwrap();
+        let s = Settings::merge(&CommonArgs::default(), file, "x", None).unwrap();
+        let ProfileSetting::Dmi(d) = s.profile else {
+            panic!("{name}: not the dmi source: {:?}", s.profile);
+        };
+        assert_eq!(d.protocols, vec![protocol.to_owned()], "{name}");
+        assert_eq!(
+            d.edgecore_socket_file(),
+            Path::new("/etc/kubeedge/dmi.sock"),
+            "{name}"
+        );
+        // The registered address must be reachable by edgecore: an abstract name.
+        assert!(d.listen.as_deref().is_none_or(|l| l.starts_with('@')), "{name}");
+        assert_eq!(
+            s.resolve.topic_scheme,
+            mapper_sdk::profile::TopicScheme::NamespaceNameIfSet
+        );
+    }
 }
 
 #[test]
