@@ -259,7 +259,10 @@ fn the_dmi_deployments_configs_select_the_dmi_source() {
             "{name}"
         );
         // The registered address must be reachable by edgecore: an abstract name.
-        assert!(d.listen.as_deref().is_none_or(|l| l.starts_with('@')), "{name}");
+        assert!(
+            d.listen.as_deref().is_none_or(|l| l.starts_with('@')),
+            "{name}"
+        );
         assert_eq!(
             s.resolve.topic_scheme,
             mapper_sdk::profile::TopicScheme::NamespaceNameIfSet

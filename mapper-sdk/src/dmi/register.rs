@@ -80,6 +80,8 @@ async fn register_all(
     cancel: &CancellationToken,
 ) -> bool {
     let mut backoff = Backoff::new(Duration::from_millis(500), Duration::from_secs(30));
+    let socket = shared.settings.edgecore_socket_file();
+    let mut said: Option<(String, tokio::time::Instant)> = None;
     for protocol in &shared.settings.protocols {
         loop {
             if !shared.take_token(cancel).await {
@@ -111,10 +113,35 @@ async fn register_all(
                         shared.drain_budget();
                     }
                     let wait = backoff.next_delay();
-                    warn!(protocol = %protocol, code = ?status.code(), retry_in = ?wait, "dmi: MapperRegister failed: {}", status.message());
-                    tokio::select! {
-                        () = cancel.cancelled() => return false,
-                        () = tokio::time::sleep(wait) => {}
+                    // The same failure is logged once a minute, not at every retry.
+                    let now = tokio::time::Instant::now();
+                    let repeat = said.as_ref().is_some_and(|(m, at)| {
+                        m == status.message() && now.duration_since(*at) < Duration::from_secs(60)
+                    });
+                    if repeat {
+                        tracing::debug!(protocol = %protocol, retry_in = ?wait, "dmi: MapperRegister failed again: {}", status.message());
+                    } else {
+                        warn!(protocol = %protocol, code = ?status.code(), retry_in = ?wait, "dmi: MapperRegister failed: {} (retrying until it works)", status.message());
+                        said = Some((status.message().to_owned(), now));
+                    }
+                    // A socket that appears or is re-created (edgecore started) ends the
+                    // wait at once.
+                    let before = identity(&socket);
+                    let deadline = tokio::time::sleep(wait);
+                    tokio::pin!(deadline);
+                    let mut poll = tokio::time::interval(Duration::from_millis(200));
+                    loop {
+                        tokio::select! {
+                            () = cancel.cancelled() => return false,
+                            () = &mut deadline => break,
+                            _ = poll.tick() => {
+                                let now = identity(&socket);
+                                if now.is_some() && now != before {
+                                    backoff.reset();
+                                    break;
+                                }
+                            }
+                        }
                     }
                 }
             }
