@@ -126,7 +126,10 @@ impl MapperClient {
     }
 
     /// Runs one call on a new connection within the deadline.
-    async fn call<T, F>(&self, call: impl FnOnce(DeviceMapperServiceClient<Channel>, Duration) -> F) -> Result<T, ClientError>
+    async fn call<T, F>(
+        &self,
+        call: impl FnOnce(DeviceMapperServiceClient<Channel>, Duration) -> F,
+    ) -> Result<T, ClientError>
     where
         F: Future<Output = Result<tonic::Response<T>, tonic::Status>>,
     {
@@ -156,8 +159,13 @@ impl MapperClient {
         device: pb::Device,
     ) -> Result<pb::RegisterDeviceResponse, ClientError> {
         self.call(|mut c, left| async move {
-            c.register_device(timed(pb::RegisterDeviceRequest { device: Some(device) }, left))
-                .await
+            c.register_device(timed(
+                pb::RegisterDeviceRequest {
+                    device: Some(device),
+                },
+                left,
+            ))
+            .await
         })
         .await
     }
@@ -165,8 +173,13 @@ impl MapperClient {
     /// `UpdateDevice`.
     pub async fn update_device(&self, device: pb::Device) -> Result<(), ClientError> {
         self.call(|mut c, left| async move {
-            c.update_device(timed(pb::UpdateDeviceRequest { device: Some(device) }, left))
-                .await
+            c.update_device(timed(
+                pb::UpdateDeviceRequest {
+                    device: Some(device),
+                },
+                left,
+            ))
+            .await
         })
         .await
         .map(drop)
@@ -189,8 +202,11 @@ impl MapperClient {
         model: pb::DeviceModel,
     ) -> Result<pb::CreateDeviceModelResponse, ClientError> {
         self.call(|mut c, left| async move {
-            c.create_device_model(timed(pb::CreateDeviceModelRequest { model: Some(model) }, left))
-                .await
+            c.create_device_model(timed(
+                pb::CreateDeviceModelRequest { model: Some(model) },
+                left,
+            ))
+            .await
         })
         .await
     }
@@ -198,8 +214,11 @@ impl MapperClient {
     /// `UpdateDeviceModel`.
     pub async fn update_device_model(&self, model: pb::DeviceModel) -> Result<(), ClientError> {
         self.call(|mut c, left| async move {
-            c.update_device_model(timed(pb::UpdateDeviceModelRequest { model: Some(model) }, left))
-                .await
+            c.update_device_model(timed(
+                pb::UpdateDeviceModelRequest { model: Some(model) },
+                left,
+            ))
+            .await
         })
         .await
         .map(drop)

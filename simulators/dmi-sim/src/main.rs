@@ -11,12 +11,11 @@ use std::time::Duration;
 use clap::Parser;
 use dmi_sim::limiter::LimiterConfig;
 use dmi_sim::{Edgecore, Fixtures, Version};
-use tokio::io::AsyncBufReadExt as _;
 use tokio::signal::unix::{SignalKind, signal};
 
 /// A fake KubeEdge edgecore for DMI v1beta1 mapper tests.
 #[derive(Debug, Parser)]
-#[command(name = "dmi-sim", version)]
+#[command(name = "dmi-sim")]
 struct Args {
     /// The socket file to serve DeviceManagerService on.
     #[arg(long, default_value = "/etc/kubeedge/dmi.sock")]
@@ -75,6 +74,20 @@ fn print_new(ec: &Edgecore, printed: &mut usize) {
     let _ = out.flush();
 }
 
+/// Lines of stdin, read on a plain thread: a blocked read there does not keep the
+/// process alive at exit (tokio's stdin would, as a blocking task of the runtime).
+fn stdin_lines() -> tokio::sync::mpsc::UnboundedReceiver<String> {
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    std::thread::spawn(move || {
+        for line in std::io::stdin().lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    rx
+}
+
 async fn run(args: Args) -> Result<(), String> {
     let limiter = limiter(&args)?;
     let fixtures = load(&args.fixtures)?;
@@ -86,8 +99,7 @@ async fn run(args: Args) -> Result<(), String> {
     let mut term = signal(SignalKind::terminate()).map_err(signal_err)?;
     let mut int = signal(SignalKind::interrupt()).map_err(signal_err)?;
     let mut hup = signal(SignalKind::hangup()).map_err(signal_err)?;
-    let mut stdin = tokio::io::BufReader::new(tokio::io::stdin()).lines();
-    let mut stdin_open = true;
+    let mut stdin = stdin_lines();
     let mut events = ec.subscribe();
     let mut printed = 0;
     print_new(&ec, &mut printed);
@@ -97,17 +109,12 @@ async fn run(args: Args) -> Result<(), String> {
             _ = term.recv() => break Ok(()),
             _ = int.recv() => break Ok(()),
             _ = hup.recv() => true,
-            line = stdin.next_line(), if stdin_open => match line {
-                Ok(Some(l)) if l.trim() == "restart" => true,
-                Ok(Some(l)) => {
-                    tracing::warn!("dmi-sim: unknown stdin command {:?} (only \"restart\")", l.trim());
-                    false
+            Some(line) = stdin.recv() => {
+                if line.trim() != "restart" {
+                    tracing::warn!("dmi-sim: unknown stdin command {:?} (only \"restart\")", line.trim());
                 }
-                _ => {
-                    stdin_open = false;
-                    false
-                }
-            },
+                line.trim() == "restart"
+            }
         };
         if restart && let Err(e) = ec.restart().await {
             break Err(e.to_string());
@@ -124,6 +131,7 @@ async fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_target(false)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let args = Args::parse();
     match run(args).await {

@@ -106,12 +106,10 @@ pub async fn probe_authority_with(
     path: &str,
     timeout: Duration,
 ) -> Result<ProbeOutcome, ProbeError> {
-    let mut stream = dial(address)
-        .await
-        .map_err(|source| ProbeError::Connect {
-            address: address.to_text(),
-            source,
-        })?;
+    let mut stream = dial(address).await.map_err(|source| ProbeError::Connect {
+        address: address.to_text(),
+        source,
+    })?;
     tokio::time::timeout(timeout, exchange(&mut stream, authority, path))
         .await
         .map_err(|_| ProbeError::Timeout(timeout))?
@@ -190,7 +188,9 @@ async fn exchange(
 
 /// One frame: 24-bit length, type, flags, 31-bit stream id, payload.
 fn frame(kind: u8, flags: u8, stream: u32, payload: &[u8]) -> Vec<u8> {
-    let len = u32::try_from(payload.len()).unwrap_or(u32::MAX).to_be_bytes();
+    let len = u32::try_from(payload.len())
+        .unwrap_or(u32::MAX)
+        .to_be_bytes();
     let mut out = Vec::with_capacity(9 + payload.len());
     out.extend_from_slice(&len[1..]);
     out.push(kind);
@@ -301,9 +301,7 @@ fn be32(bytes: Option<&[u8]>) -> Result<u32, ProbeError> {
 }
 
 /// Reads one frame; `None` at a clean end of the connection.
-async fn read_frame(
-    stream: &mut UnixStream,
-) -> Result<Option<(u8, u8, u32, Vec<u8>)>, ProbeError> {
+async fn read_frame(stream: &mut UnixStream) -> Result<Option<(u8, u8, u32, Vec<u8>)>, ProbeError> {
     let mut head = [0u8; 9];
     match stream.read_exact(&mut head).await {
         Ok(_) => {}

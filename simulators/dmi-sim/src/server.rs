@@ -215,16 +215,14 @@ fn bind_fresh(path: &Path) -> Result<UnixListener, EdgecoreError> {
 fn serve(shared: Arc<Shared>, listener: UnixListener) -> Running {
     let cancel = CancellationToken::new();
     let conn_token = cancel.clone();
-    let incoming = futures_util::stream::unfold(
-        (listener, conn_token),
-        |(listener, token)| async move {
+    let incoming =
+        futures_util::stream::unfold((listener, conn_token), |(listener, token)| async move {
             let next = listener
                 .accept()
                 .await
                 .map(|(stream, _)| Killable::new(stream, &token));
             Some((next, (listener, token)))
-        },
-    );
+        });
     let svc = DeviceManagerServiceServer::new(Service(shared))
         .max_decoding_message_size(4 << 20)
         .max_encoding_message_size(usize::MAX);
@@ -396,7 +394,8 @@ impl Edgecore {
 
     /// Replaces the token bucket with a full one of `config` (`None`: no limit).
     pub fn set_limiter(&self, config: Option<LimiterConfig>) {
-        self.shared.state().limiter = config.map(|c| TokenBucket::new(c, std::time::Instant::now()));
+        self.shared.state().limiter =
+            config.map(|c| TokenBucket::new(c, std::time::Instant::now()));
     }
 
     /// Runs `f` on the state under the lock (reads, or changes such as editing the

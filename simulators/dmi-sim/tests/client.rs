@@ -71,13 +71,32 @@ async fn life_cycle_calls_reach_the_registered_mapper() {
 
     let got = mapper.got();
     assert_eq!(got.len(), 7, "{got:?}");
-    let Got::Register(d) = &got[1] else { panic!("{got:?}") };
+    let Got::Register(d) = &got[1] else {
+        panic!("{got:?}")
+    };
     assert_eq!(desired(d, "temperature"), "21");
-    let slave = &d.spec.as_ref().unwrap().protocol.as_ref().unwrap().config_data.as_ref().unwrap().data["slaveID"];
-    assert_eq!(slave.type_url, "type.googleapis.com/google.protobuf.FloatValue");
-    let Got::Update(d) = &got[2] else { panic!("{got:?}") };
+    let slave = &d
+        .spec
+        .as_ref()
+        .unwrap()
+        .protocol
+        .as_ref()
+        .unwrap()
+        .config_data
+        .as_ref()
+        .unwrap()
+        .data["slaveID"];
+    assert_eq!(
+        slave.type_url,
+        "type.googleapis.com/google.protobuf.FloatValue"
+    );
+    let Got::Update(d) = &got[2] else {
+        panic!("{got:?}")
+    };
     assert_eq!(desired(d, "temperature"), "25");
-    assert!(matches!(&got[6], Got::RemoveModel(ns, n) if ns == "default" && n == "thermostat-model"));
+    assert!(
+        matches!(&got[6], Got::RemoveModel(ns, n) if ns == "default" && n == "thermostat-model")
+    );
     assert!(matches!(&got[5], Got::Remove(ns, n) if ns == "default" && n == "thermostat-1"));
     // Removed from the cache too.
     assert!(matches!(
@@ -109,7 +128,9 @@ async fn one_fifteen_sends_no_namespace() {
     ec.register_device(&dev).await.unwrap();
     ec.remove_device(&dev).await.unwrap();
     let got = mapper.got();
-    let Got::Register(d) = &got[0] else { panic!("{got:?}") };
+    let Got::Register(d) = &got[0] else {
+        panic!("{got:?}")
+    };
     assert_eq!(d.namespace, "");
     assert!(matches!(&got[1], Got::Remove(ns, _) if ns.is_empty()));
 }
@@ -118,7 +139,14 @@ async fn one_fifteen_sends_no_namespace() {
 async fn unreachable_mappers_fail_unavailable_and_file_sockets_hit_the_authority_trap() {
     let dir = tempfile::tempdir().unwrap();
     let missing = MapperClient::new(Address::Path(dir.path().join("none.sock")));
-    assert_eq!(missing.authority(), dir.path().join("none.sock").display().to_string().replace('/', "%2F"));
+    assert_eq!(
+        missing.authority(),
+        dir.path()
+            .join("none.sock")
+            .display()
+            .to_string()
+            .replace('/', "%2F")
+    );
     let err = missing.remove_device("ns", "d").await.unwrap_err();
     assert_eq!(err.code(), tonic::Code::Unavailable, "{err}");
 

@@ -81,19 +81,37 @@ async fn mapper_register_returns_the_protocols_devices_and_is_recorded() {
     assert_eq!(resp.device_list.len(), 1);
     assert_eq!(resp.model_list.len(), 1);
     let d = &resp.device_list[0];
-    assert_eq!((d.namespace.as_str(), d.name.as_str()), ("default", "thermostat-1"));
+    assert_eq!(
+        (d.namespace.as_str(), d.name.as_str()),
+        ("default", "thermostat-1")
+    );
     assert_eq!(resp.model_list[0].name, "thermostat-model");
     let props = &d.spec.as_ref().unwrap().properties;
     assert_eq!(props[0].desired.as_ref().unwrap().value, "21");
     // configData numbers travel as FloatValue, as edgecore converts them.
-    let port = &d.spec.as_ref().unwrap().protocol.as_ref().unwrap().config_data.as_ref().unwrap().data["port"];
-    assert_eq!(port.type_url, "type.googleapis.com/google.protobuf.FloatValue");
+    let port = &d
+        .spec
+        .as_ref()
+        .unwrap()
+        .protocol
+        .as_ref()
+        .unwrap()
+        .config_data
+        .as_ref()
+        .unwrap()
+        .data["port"];
+    assert_eq!(
+        port.type_url,
+        "type.googleapis.com/google.protobuf.FloatValue"
+    );
 
     let e = ec
         .wait_for(|e| matches!(e, Event::Registered(_)), WAIT)
         .await
         .unwrap();
-    let Event::Registered(reg) = e else { unreachable!() };
+    let Event::Registered(reg) = e else {
+        unreachable!()
+    };
     assert!(reg.address_recorded);
     assert_eq!(reg.devices, vec![Key::new("default", "thermostat-1")]);
     assert_eq!(ec.registrations().len(), 1);
@@ -132,8 +150,13 @@ async fn reports_without_observed_desired_are_violations() {
         .wait_for(|e| matches!(e, Event::Reported(_)), WAIT)
         .await
         .unwrap();
-    let Event::Reported(r) = e else { unreachable!() };
-    assert_eq!((r.property.as_str(), r.reported.as_str()), ("humidity", "40"));
+    let Event::Reported(r) = e else {
+        unreachable!()
+    };
+    assert_eq!(
+        (r.property.as_str(), r.reported.as_str()),
+        ("humidity", "40")
+    );
 
     let err = c
         .report_device_status(report(vec![twin("humidity", "41", false)]))
@@ -170,17 +193,17 @@ async fn a_tightened_limiter_refuses_with_edgecores_wording() {
         err.message(),
         "fail to report device status because of too many request: thermostat-1"
     );
-    let err = c
-        .mapper_register(register(true, "@x"))
-        .await
-        .unwrap_err();
+    let err = c.mapper_register(register(true, "@x")).await.unwrap_err();
     assert_eq!(
         err.message(),
         "fail to register mapper because of too many request: rust-modbus"
     );
-    ec.wait_for(|e| matches!(e, Event::Rejected(r) if r.method == Method::MapperRegister), WAIT)
-        .await
-        .unwrap();
+    ec.wait_for(
+        |e| matches!(e, Event::Rejected(r) if r.method == Method::MapperRegister),
+        WAIT,
+    )
+    .await
+    .unwrap();
     ec.set_limiter(None);
     c.mapper_register(register(true, "@x")).await.unwrap();
 }
@@ -193,7 +216,11 @@ async fn latency_is_injected_per_method() {
     ec.set_method_latency(Method::MapperRegister, Duration::from_millis(400));
     let t = std::time::Instant::now();
     c.mapper_register(register(true, "@x")).await.unwrap();
-    assert!(t.elapsed() >= Duration::from_millis(400), "{:?}", t.elapsed());
+    assert!(
+        t.elapsed() >= Duration::from_millis(400),
+        "{:?}",
+        t.elapsed()
+    );
     // A client deadline shorter than the latency fails the call (mapper-framework's 1 s).
     let mut req = tonic::Request::new(register(true, "@x"));
     req.set_timeout(Duration::from_millis(100));
@@ -211,7 +238,9 @@ async fn restart_case(version: Version, restored: bool) {
     let sock = dir.path().join("dmi.sock");
     let inode = std::fs::metadata(&sock).unwrap().ino();
     let mut c = client(&ec).await;
-    c.mapper_register(register(true, "@x.modbus")).await.unwrap();
+    c.mapper_register(register(true, "@x.modbus"))
+        .await
+        .unwrap();
     assert!(ec.route("modbus").is_some());
     let mut open = dial(&Address::Path(sock.clone())).await.unwrap();
 
@@ -229,7 +258,9 @@ async fn restart_case(version: Version, restored: bool) {
     assert!(closed.is_ok(), "an old connection survived the restart");
 
     let mut c = client(&ec).await;
-    c.mapper_register(register(true, "@x.modbus")).await.unwrap();
+    c.mapper_register(register(true, "@x.modbus"))
+        .await
+        .unwrap();
     assert_eq!(ec.registrations().len(), 2);
     assert!(ec.route("modbus").is_some());
 }
