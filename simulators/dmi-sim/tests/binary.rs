@@ -1,5 +1,7 @@
 //! The `dmi-sim` binary: JSON event lines, restart from stdin and SIGHUP, clean SIGTERM.
 
+#![allow(clippy::unwrap_used)]
+
 use std::io::{BufRead as _, BufReader, Write as _};
 use std::os::unix::fs::MetadataExt as _;
 use std::process::{Child, ChildStdout, Command, Stdio};

@@ -1,6 +1,8 @@
 //! Driving a mapper like edgecore: route by the registered address, convert, one
 //! connection per call, grpc-go's authority.
 
+#![allow(clippy::unwrap_used)]
+
 mod common;
 
 use std::time::Duration;

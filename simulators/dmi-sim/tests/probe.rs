@@ -2,6 +2,8 @@
 //! abstract socket is answered; a path authority (what edgecore sends for a socket
 //! file) is reset by h2. This is the trap of contract §6.4, kept as a test.
 
+#![allow(clippy::unwrap_used)]
+
 mod common;
 
 use common::Mapper;

@@ -1,5 +1,7 @@
 //! The fake edgecore over a real socket: registration, reports, the limiter, restarts.
 
+#![allow(clippy::unwrap_used)]
+
 use std::os::unix::fs::MetadataExt as _;
 use std::path::Path;
 use std::time::Duration;

@@ -1,6 +1,7 @@
 //! A trivial mapper (`DeviceMapperService`) for the client and probe tests: it records
 //! every request and answers OK.
 
+#![allow(clippy::unwrap_used)]
 #![allow(dead_code)]
 
 use std::sync::atomic::{AtomicUsize, Ordering};
