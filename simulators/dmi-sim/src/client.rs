@@ -33,6 +33,12 @@ pub enum ClientError {
     /// The registered address is not usable.
     #[error("the registered mapper address {0:?} is not a socket path or @name")]
     BadAddress(String),
+    /// The authority grpc-go would send is not a valid one, so tonic cannot send it. A
+    /// real edgecore sends it anyway and a stock h2 server resets the stream.
+    #[error(
+        "edgecore would send :authority {0:?}, which is not a valid authority: a stock h2 server resets the stream (edgecore logs \"Internal: stream terminated by RST_STREAM with error code: PROTOCOL_ERROR\"); serve the mapper on an @name address, or check the server with dmi_sim::probe"
+    )]
+    InvalidAuthority(String),
     /// The connection could not be opened (grpc-go reports `Unavailable`).
     #[error("cannot connect to the mapper at {address}: {source}")]
     Connect {
@@ -69,6 +75,7 @@ impl ClientError {
         match self {
             Self::Call(s) => s.code(),
             Self::Connect { .. } => tonic::Code::Unavailable,
+            Self::InvalidAuthority(_) => tonic::Code::Internal,
             Self::Timeout(_) => tonic::Code::DeadlineExceeded,
             _ => tonic::Code::Unknown,
         }
@@ -134,6 +141,9 @@ impl MapperClient {
         F: Future<Output = Result<tonic::Response<T>, tonic::Status>>,
     {
         let start = Instant::now();
+        if tonic::transport::Endpoint::from_shared(format!("http://{}", self.authority)).is_err() {
+            return Err(ClientError::InvalidAuthority(self.authority.clone()));
+        }
         let run = async {
             let channel = connect(&self.address, &self.authority)
                 .await
