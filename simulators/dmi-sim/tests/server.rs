@@ -276,3 +276,44 @@ async fn restart_forgets_registrations_up_to_1_22() {
 async fn restart_restores_registrations_in_1_23() {
     restart_case(Version::V1_23, true).await;
 }
+
+#[tokio::test]
+async fn states_follow_the_release_and_missing_mapper_is_a_violation() {
+    let dir = tempfile::tempdir().unwrap();
+    let ec = start(dir.path(), Version::V1_17, None).await;
+    let mut c = client(&ec).await;
+    let state = pb::ReportDeviceStatesRequest {
+        device_name: "thermostat-1".into(),
+        device_namespace: "default".into(),
+        state: "online".into(),
+    };
+    let err = c.report_device_states(state.clone()).await.unwrap_err();
+    assert_eq!(err.code(), tonic::Code::Unimplemented);
+    let err = c
+        .mapper_register(pb::MapperRegisterRequest {
+            with_data: true,
+            mapper: None,
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), tonic::Code::Internal);
+    ec.wait_for(
+        |e| matches!(e, Event::Violation(Violation::MissingMapper)),
+        WAIT,
+    )
+    .await
+    .unwrap();
+    ec.stop().await.unwrap();
+
+    let ec = start(dir.path(), Version::V1_18, None).await;
+    let mut c = client(&ec).await;
+    c.report_device_states(state).await.unwrap();
+    let e = ec
+        .wait_for(|e| matches!(e, Event::State(_)), WAIT)
+        .await
+        .unwrap();
+    assert_eq!(
+        e.to_json()["device"],
+        serde_json::json!("default/thermostat-1")
+    );
+}
