@@ -203,7 +203,20 @@ pub struct Rejection {
     pub name: String,
 }
 
-/// Everything the fake records, as a stream (see `FakeEdgecore::subscribe`).
+/// One call the server answered (every call, refused ones included).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Call {
+    /// When the answer was sent.
+    pub at: At,
+    /// Which method.
+    pub method: Method,
+    /// The gRPC status code of the answer (`Ok` on success).
+    pub code: tonic::Code,
+    /// The status message (empty on success).
+    pub message: String,
+}
+
+/// Everything the fake records, as a stream (see `crate::server::Edgecore::events`).
 #[derive(Debug, Clone, PartialEq)]
 pub enum Event {
     /// A `MapperRegister` was accepted.
@@ -220,6 +233,8 @@ pub enum Event {
     Skipped(Skipped),
     /// The limiter refused a call.
     Rejected(Rejection),
+    /// A call was answered (recorded after the events the call caused).
+    Called(Call),
     /// The server (re)started on its socket.
     Listening,
 }
@@ -254,6 +269,10 @@ impl Event {
             }),
             Self::Rejected(r) => json!({
                 "event": "rejected", "time": ms(&r.at), "method": r.method.name(), "name": r.name,
+            }),
+            Self::Called(c) => json!({
+                "event": "call", "time": ms(&c.at), "method": c.method.name(),
+                "code": format!("{:?}", c.code), "message": c.message,
             }),
             Self::Listening => json!({"event": "listening"}),
         }
