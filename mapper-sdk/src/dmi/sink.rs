@@ -38,6 +38,8 @@ struct Sink {
     /// The desired value each property was last seen to hold (observedDesired).
     observed: BTreeMap<(DeviceId, String), String>,
     warned_desired: std::collections::BTreeSet<(DeviceId, String)>,
+    /// Devices whose reportToCloud-false properties were logged.
+    warned_quiet: std::collections::BTreeSet<DeviceId>,
 }
 
 impl Sink {
@@ -77,11 +79,16 @@ impl Sink {
                     }
                 }
                 let mut values = values;
-                let known = self.shared.lock_store().retain_to_cloud(
-                    &key_of_id(device.as_str()),
-                    &mut values,
-                    |v| v.property.as_str(),
-                );
+                let before = values.len();
+                let key = key_of_id(device.as_str());
+                let known = self
+                    .shared
+                    .lock_store()
+                    .retain_to_cloud(&key, &mut values, |v| v.property.as_str());
+                if known && values.len() < before && self.warned_quiet.insert(device.clone()) {
+                    let quiet = self.shared.lock_store().not_to_cloud(&key);
+                    info!(device = %device, properties = ?quiet, "dmi: these properties have reportToCloud false (or unset) in the Device spec, so their values are not sent to edgecore; set spec.properties[].reportToCloud: true to report them");
+                }
                 if !known || values.is_empty() {
                     return;
                 }
@@ -310,6 +317,7 @@ pub(super) async fn run(
         not_before: Instant::now(),
         observed: BTreeMap::new(),
         warned_desired: std::collections::BTreeSet::new(),
+        warned_quiet: std::collections::BTreeSet::new(),
     };
     if sink.shared.settings.report == ReportPath::Mqtt {
         let _ = sink.mqtt();

@@ -249,6 +249,21 @@ impl Store {
         true
     }
 
+    /// The properties of a device with `reportToCloud: false` (or unset).
+    pub fn not_to_cloud(&self, key: &Key) -> Vec<String> {
+        self.devices
+            .get(key)
+            .and_then(|e| e.device.spec.as_ref())
+            .map(|s| {
+                s.properties
+                    .iter()
+                    .filter(|p| !p.report_to_cloud)
+                    .map(|p| p.name.clone())
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
     /// Reporting facts of a device.
     pub fn report_meta(&self, key: &Key) -> Option<ReportMeta> {
         let e = self.devices.get(key)?;

@@ -22,9 +22,13 @@ fn repo() -> PathBuf {
 }
 
 fn dbus_daemon_available() -> bool {
-    let found = ["/usr/bin/dbus-daemon", "/bin/dbus-daemon", "/usr/local/bin/dbus-daemon"]
-        .iter()
-        .any(|p| Path::new(p).exists());
+    let found = [
+        "/usr/bin/dbus-daemon",
+        "/bin/dbus-daemon",
+        "/usr/local/bin/dbus-daemon",
+    ]
+    .iter()
+    .any(|p| Path::new(p).exists());
     if !found {
         mapper_sdk::testing::missing_tool("dbus-daemon");
     }
@@ -77,9 +81,11 @@ async fn the_led_is_registered_over_dmi_switched_by_update_device_and_reported()
         return;
     }
     let dir = tempfile::tempdir().unwrap();
-    let sim = BleSim::start(SimConfig::load(repo().join("simulators/ble-sim/devices/led.yaml")).unwrap())
-        .await
-        .unwrap();
+    let sim = BleSim::start(
+        SimConfig::load(&repo().join("simulators/ble-sim/devices/led.yaml")).unwrap(),
+    )
+    .await
+    .unwrap();
     let fixtures = std::fs::read_to_string(repo().join("device-models/ble-led/v1beta1.yaml"))
         .unwrap()
         .replace("collectCycle: 1000", "collectCycle: 200");
@@ -97,7 +103,10 @@ async fn the_led_is_registered_over_dmi_switched_by_update_device_and_reported()
         .args(["--source", "dmi"])
         .arg("--edgecore-sock")
         .arg(dir.path().join("dmi.sock"))
-        .args(["--dmi-listen", &format!("@ble-dmi-test-{}", std::process::id())])
+        .args([
+            "--dmi-listen",
+            &format!("@ble-dmi-test-{}", std::process::id()),
+        ])
         .args(["--log-level", "info"])
         .env("DBUS_SYSTEM_BUS_ADDRESS", sim.bus_address())
         .env("NO_COLOR", "1")
@@ -114,19 +123,26 @@ async fn the_led_is_registered_over_dmi_switched_by_update_device_and_reported()
         .wait_for(|e| matches!(e, Event::Registered(_)), WAIT)
         .await
         .unwrap_or_else(|_| panic!("no registration\n{}", mapper.log()));
-    let Event::Registered(reg) = reg else { unreachable!() };
+    let Event::Registered(reg) = reg else {
+        unreachable!()
+    };
     assert_eq!(reg.mapper.protocol, "bluetooth");
     assert_eq!(reg.devices, vec![Key::new("default", "ble-led")]);
     // The spec's desired OFF is written and reported back.
     assert!(
-        wait_until(WAIT, || last_reported(&ec, "switch") == Some(("OFF".into(), "OFF".into()))).await,
+        wait_until(WAIT, || last_reported(&ec, "switch")
+            == Some(("OFF".into(), "OFF".into())))
+        .await,
         "{:?}\n{}",
         last_reported(&ec, "switch"),
         mapper.log()
     );
     // The cloud switches it on: UpdateDevice with desired ON -> byte 01 on the LED.
-    ec.set_desired(&Key::new("default", "ble-led"), "switch", "ON").unwrap();
-    ec.update_device(&Key::new("default", "ble-led")).await.unwrap();
+    ec.set_desired(&Key::new("default", "ble-led"), "switch", "ON")
+        .unwrap();
+    ec.update_device(&Key::new("default", "ble-led"))
+        .await
+        .unwrap();
     assert!(
         wait_until(WAIT, || sim.value(LED, SWITCH).unwrap() == vec![1]).await,
         "LED = {:?}\n{}",
@@ -134,7 +150,9 @@ async fn the_led_is_registered_over_dmi_switched_by_update_device_and_reported()
         mapper.log()
     );
     assert!(
-        wait_until(WAIT, || last_reported(&ec, "switch") == Some(("ON".into(), "ON".into()))).await,
+        wait_until(WAIT, || last_reported(&ec, "switch")
+            == Some(("ON".into(), "ON".into())))
+        .await,
         "{:?}",
         last_reported(&ec, "switch")
     );

@@ -9,8 +9,8 @@ use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
-use dmi_sim::record::{Event, Method};
 use dmi_sim::limiter::LimiterConfig;
+use dmi_sim::record::{Event, Method};
 use dmi_sim::{Edgecore, Fixtures, Key, Version};
 use mapper_sdk::testing::wait_until;
 use modbus_sim::{MapFile, Simulator};
@@ -36,7 +36,8 @@ fn read(rel: &str) -> String {
 
 /// The thermostat simulator with static values (no dynamics ticks during the test).
 async fn thermostat_sim() -> (Simulator, u16) {
-    let yaml = read("device-models/thermostat/sim.yaml").replace("tick_ms: 1000", "tick_ms: 3600000");
+    let yaml =
+        read("device-models/thermostat/sim.yaml").replace("tick_ms: 1000", "tick_ms: 3600000");
     let map = MapFile::parse(&yaml, "thermostat").unwrap();
     let sim = Simulator::from_map(&map.endpoints[0].device);
     let port = sim.serve_tcp("127.0.0.1:0").await.unwrap().port();
@@ -164,8 +165,9 @@ async fn expect_reported(ec: &Edgecore, mapper: &Mapper, device: &str, values: &
         .await;
         assert!(
             ok,
-            "{device}.{property}: want {want:?}, last reported {:?}\nmapper log:\n{}",
+            "{device}.{property}: want {want:?}, last reported {:?}\nlast edgecore events: {:#?}\nmapper log:\n{}",
             last_reported(ec, device, property),
+            ec.events().iter().rev().take(12).collect::<Vec<_>>(),
             mapper.log()
         );
     }
@@ -208,14 +210,20 @@ async fn registers_when_edgecore_comes_up_and_reports_the_registered_devices() {
         "{}",
         mapper.log()
     );
-    assert!(mapper.child.try_wait().unwrap().is_none(), "the mapper exited without edgecore");
+    assert!(
+        mapper.child.try_wait().unwrap().is_none(),
+        "the mapper exited without edgecore"
+    );
     let up = Instant::now();
     let ec = edgecore(dir.path(), &thermostat_fixtures(port, 1), None).await;
     ec.wait_for(|e| matches!(e, Event::Registered(_)), WAIT)
         .await
         .unwrap_or_else(|_| panic!("no registration\n{}", mapper.log()));
     let waited = up.elapsed();
-    assert!(waited < Duration::from_secs(5), "registered {waited:?} after edgecore came up");
+    assert!(
+        waited < Duration::from_secs(5),
+        "registered {waited:?} after edgecore came up"
+    );
     let reg = &ec.registrations()[0];
     assert_eq!(reg.mapper.protocol, "modbus");
     assert!(reg.with_data);
@@ -225,9 +233,12 @@ async fn registers_when_edgecore_comes_up_and_reports_the_registered_devices() {
     let (_, observed) = last_reported(&ec, "thermostat", "setpoint").unwrap();
     assert_eq!(observed, "20");
     assert!(
-        ec.wait_for(|e| matches!(e, Event::State(s) if s.state == "online"), WAIT)
-            .await
-            .is_ok(),
+        ec.wait_for(
+            |e| matches!(e, Event::State(s) if s.state == "online"),
+            WAIT
+        )
+        .await
+        .is_ok(),
         "no online state"
     );
     no_violations(&ec);
@@ -251,11 +262,15 @@ async fn desired_values_are_written_without_a_restart_and_identical_updates_do_n
     expect_reported(&ec, &mapper, "thermostat", THERMOSTAT).await;
     let connections = sim.stats().snapshot().connections;
     // The cloud sets a new desired value: edgecore sends UpdateDevice.
-    ec.set_desired(&key("thermostat"), "setpoint", "23.5").unwrap();
+    ec.set_desired(&key("thermostat"), "setpoint", "23.5")
+        .unwrap();
     let t = Instant::now();
     ec.update_device(&key("thermostat")).await.unwrap();
     let answered = t.elapsed();
-    assert!(answered < Duration::from_millis(500), "UpdateDevice took {answered:?}");
+    assert!(
+        answered < Duration::from_millis(500),
+        "UpdateDevice took {answered:?}"
+    );
     assert!(
         wait_until(WAIT, || sim.read_holding(1, 10).unwrap() == 235).await,
         "register 10 = {}\n{}",
@@ -269,7 +284,11 @@ async fn desired_values_are_written_without_a_restart_and_identical_updates_do_n
         "{:?}",
         last_reported(&ec, "thermostat", "setpoint")
     );
-    assert_eq!(sim.stats().snapshot().connections, connections, "the device was restarted");
+    assert_eq!(
+        sim.stats().snapshot().connections,
+        connections,
+        "the device was restarted"
+    );
     let restarts = |log: &str| log.matches("restarted=1").count();
     assert_eq!(restarts(&mapper.log()), 0, "{}", mapper.log());
     // edgecore <= 1.20 re-sends the same spec every second: nothing may happen.
@@ -279,7 +298,12 @@ async fn desired_values_are_written_without_a_restart_and_identical_updates_do_n
     }
     // A write would happen within a collect cycle or two; give it ten.
     let settle = Instant::now() + Duration::from_secs(2);
-    assert!(!wait_until(settle - Instant::now(), || sim.stats().snapshot().units[&1].registers_written != written).await);
+    assert!(
+        !wait_until(settle - Instant::now(), || sim.stats().snapshot().units[&1]
+            .registers_written
+            != written)
+        .await
+    );
     assert_eq!(restarts(&mapper.log()), 0, "{}", mapper.log());
     assert_eq!(sim.stats().snapshot().connections, connections);
     no_violations(&ec);
@@ -295,7 +319,10 @@ async fn remove_device_stops_polling_and_unknown_removes_answer_ok() {
     let client = ec.mapper_client("modbus").unwrap();
     // Unknown ids: OK (an error here leaves ghost devices in edgecore).
     client.remove_device("default", "ghost").await.unwrap();
-    client.remove_device_model("default", "ghost-model").await.unwrap();
+    client
+        .remove_device_model("default", "ghost-model")
+        .await
+        .unwrap();
     ec.remove_device(&key("thermostat")).await.unwrap();
     assert!(
         wait_until(WAIT, || mapper.log().contains("stopped=1")).await,
@@ -306,7 +333,12 @@ async fn remove_device_stops_polling_and_unknown_removes_answer_ok() {
     let after = requests();
     // Polling every 200 ms would add ~10 requests in 2 s.
     let quiet = wait_until(Duration::from_secs(2), || requests() > after + 1).await;
-    assert!(!quiet, "the removed device is still polled: {} -> {}", after, requests());
+    assert!(
+        !quiet,
+        "the removed device is still polled: {} -> {}",
+        after,
+        requests()
+    );
     // GetDevice of the removed device: NotFound-like error, no crash.
     assert!(ec.get_device("modbus", &key("thermostat")).await.is_err());
     no_violations(&ec);
@@ -326,7 +358,8 @@ async fn edgecore_restart_makes_the_mapper_register_again_and_reports_resume() {
         .await
         .unwrap_or_else(|_| panic!("no re-registration after the restart\n{}", mapper.log()));
     // A new reading after the restart reaches edgecore.
-    sim.write_registers(1, modbus_sim::TableKind::InputRegisters, 0, &[222]).unwrap();
+    sim.write_registers(1, modbus_sim::TableKind::InputRegisters, 0, &[222])
+        .unwrap();
     ec.wait_for_from(
         mark,
         |e| matches!(e, Event::Reported(r) if r.property == "temperature" && r.reported == "22.2"),
@@ -364,7 +397,8 @@ async fn limiter_errors_make_the_mapper_back_off_without_a_storm() {
     let mut v = 200u16;
     while start.elapsed() < Duration::from_secs(6) {
         v += 1;
-        sim.write_registers(1, modbus_sim::TableKind::InputRegisters, 0, &[v]).unwrap();
+        sim.write_registers(1, modbus_sim::TableKind::InputRegisters, 0, &[v])
+            .unwrap();
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
     let rejected = ec
@@ -378,7 +412,11 @@ async fn limiter_errors_make_the_mapper_back_off_without_a_storm() {
         .count();
     // A storm would be one refused call per change per device (dozens); backing off
     // after each refusal keeps it to a handful.
-    assert!(rejected <= 6, "{rejected} calls refused, {accepted} accepted\n{}", mapper.log());
+    assert!(
+        rejected <= 6,
+        "{rejected} calls refused, {accepted} accepted\n{}",
+        mapper.log()
+    );
     assert!(accepted >= 3, "{accepted} calls accepted");
     // Every device still got through.
     for name in ["thermostat", "thermostat-2", "thermostat-3"] {
@@ -409,7 +447,9 @@ async fn malformed_config_data_is_an_error_naming_device_and_field_and_others_ke
     assert!(
         wait_until(WAIT, || {
             let log = mapper.log();
-            log.lines().any(|l| l.contains("thermostat-2") && l.contains("humidity") && l.contains("WeirdRegister"))
+            log.lines().any(|l| {
+                l.contains("thermostat-2") && l.contains("humidity") && l.contains("WeirdRegister")
+            })
         })
         .await,
         "{}",
@@ -429,7 +469,9 @@ async fn a_device_waits_for_its_model_and_runs_when_it_arrives() {
     // later its model.
     let ec = edgecore(dir.path(), "", None).await;
     let mapper = Mapper::start(dir.path(), &config(""));
-    ec.wait_for(|e| matches!(e, Event::Registered(_)), WAIT).await.unwrap();
+    ec.wait_for(|e| matches!(e, Event::Registered(_)), WAIT)
+        .await
+        .unwrap();
     ec.add_fixtures(Fixtures::from_yaml(&thermostat_fixtures(port, 1)).unwrap());
     ec.register_device(&key("thermostat")).await.unwrap();
     assert!(
@@ -438,12 +480,24 @@ async fn a_device_waits_for_its_model_and_runs_when_it_arrives() {
         mapper.log()
     );
     let before = sim.stats().snapshot().requests;
-    assert!(!wait_until(Duration::from_secs(1), || sim.stats().snapshot().requests > before).await, "polled without a model");
-    ec.create_device_model(&key("thermostat-model")).await.unwrap();
+    assert!(
+        !wait_until(Duration::from_secs(1), || sim.stats().snapshot().requests
+            > before)
+        .await,
+        "polled without a model"
+    );
+    ec.create_device_model(&key("thermostat-model"))
+        .await
+        .unwrap();
     expect_reported(&ec, &mapper, "thermostat", THERMOSTAT).await;
     // RegisterDevice again (cloudcore restart): no restart of the running device.
     ec.register_device(&key("thermostat")).await.unwrap();
-    assert!(!wait_until(Duration::from_secs(1), || mapper.log().contains("restarted=1")).await);
+    assert!(
+        !wait_until(Duration::from_secs(1), || mapper
+            .log()
+            .contains("restarted=1"))
+        .await
+    );
     no_violations(&ec);
 }
 
@@ -454,20 +508,34 @@ async fn a_device_waits_for_its_model_and_runs_when_it_arrives() {
 async fn reports_of_100_devices_stay_within_the_budget_and_none_starves() {
     let dir = tempfile::tempdir().unwrap();
     let (sim, port) = thermostat_sim().await;
-    let ec = edgecore(dir.path(), &thermostat_fixtures(port, 100), Some(LimiterConfig::default())).await;
+    let ec = edgecore(
+        dir.path(),
+        &thermostat_fixtures(port, 100),
+        Some(LimiterConfig::default()),
+    )
+    .await;
     let (rate, burst) = (5.0, 10.0);
     let mapper = Mapper::start(dir.path(), &config("  rate: 5\n  burst: 10\n"));
-    ec.wait_for(|e| matches!(e, Event::Registered(_)), WAIT).await.unwrap();
+    ec.wait_for(|e| matches!(e, Event::Registered(_)), WAIT)
+        .await
+        .unwrap();
     let start = Instant::now();
     let window = Duration::from_secs(25);
     let mut v = 300u16;
-    let all = |ec: &Edgecore| (1..=100).all(|i| {
-        let name = if i == 1 { "thermostat".to_owned() } else { format!("thermostat-{i}") };
-        last_reported(ec, &name, "temperature").is_some()
-    });
+    let all = |ec: &Edgecore| {
+        (1..=100).all(|i| {
+            let name = if i == 1 {
+                "thermostat".to_owned()
+            } else {
+                format!("thermostat-{i}")
+            };
+            last_reported(ec, &name, "temperature").is_some()
+        })
+    };
     while start.elapsed() < window && !all(&ec) {
         v += 1;
-        sim.write_registers(1, modbus_sim::TableKind::InputRegisters, 0, &[v]).unwrap();
+        sim.write_registers(1, modbus_sim::TableKind::InputRegisters, 0, &[v])
+            .unwrap();
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
     let elapsed = start.elapsed().as_secs_f64();
@@ -479,12 +547,20 @@ async fn reports_of_100_devices_stay_within_the_budget_and_none_starves() {
         "100 devices: {status_calls} ReportDeviceStatus + {state_calls} ReportDeviceStates + {register_calls} MapperRegister in {elapsed:.1} s = {:.2} calls/s (budget {rate}/s, burst {burst})",
         total as f64 / elapsed
     );
-    assert!(all(&ec), "some devices never reported within {window:?}\n{}", mapper.log());
+    assert!(
+        all(&ec),
+        "some devices never reported within {window:?}\n{}",
+        mapper.log()
+    );
     assert!(
         (total as f64) <= burst + rate * elapsed + 2.0,
         "{total} calls in {elapsed:.1} s exceed the budget"
     );
-    let rejected = ec.events().iter().filter(|e| matches!(e, Event::Rejected(_))).count();
+    let rejected = ec
+        .events()
+        .iter()
+        .filter(|e| matches!(e, Event::Rejected(_)))
+        .count();
     assert_eq!(rejected, 0, "edgecore's limiter refused calls");
     no_violations(&ec);
 }
