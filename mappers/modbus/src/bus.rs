@@ -35,9 +35,9 @@ use std::fmt;
 use std::future::Future;
 use std::io;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::task::{Context, Poll};
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use mapper_sdk::driver::DriverError;
@@ -625,8 +625,7 @@ impl BusTask {
     fn timed_out(&mut self, unit: u8, request_timeout: Duration) {
         let policy = self.policy();
         let h = self.health.entry(unit).or_default();
-        if let Some(interval) = h.timed_out(Instant::now(), &policy, request_timeout)
-        {
+        if let Some(interval) = h.timed_out(Instant::now(), &policy, request_timeout) {
             warn!(
                 bus = %self.name,
                 unit,

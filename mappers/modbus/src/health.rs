@@ -202,7 +202,9 @@ mod tests {
         let t0 = Instant::now();
         let mut h = skipped_at(t0, ms(5));
         assert!(h.is_skipped());
-        assert!(matches!(h.admit(t0, &p, RT), Admit::Skip { timeouts: 3, next_probe_in } if next_probe_in == ms(1000)));
+        assert!(
+            matches!(h.admit(t0, &p, RT), Admit::Skip { timeouts: 3, next_probe_in } if next_probe_in == ms(1000))
+        );
         assert!(matches!(h.admit(t0 + ms(999), &p, RT), Admit::Skip { .. }));
         // Probe due: 3 x 5 ms is below the floor.
         assert_eq!(
@@ -266,7 +268,10 @@ mod tests {
                     t += ms(10);
                 }
                 let busy = (timeout + p.grace) * probes;
-                assert!(busy * LINE_SHARE_DIVISOR <= ms(60_000), "{busy:?} {probes} {timeout:?} {interval:?}");
+                assert!(
+                    busy * LINE_SHARE_DIVISOR <= ms(60_000),
+                    "{busy:?} {probes} {timeout:?} {interval:?}"
+                );
             }
         }
     }

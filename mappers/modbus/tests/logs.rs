@@ -92,7 +92,12 @@ async fn the_bus_says_no_device_uses_it_only_when_its_devices_were_closed() {
     let dead = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let dead_addr = dead.local_addr().unwrap();
     drop(dead);
-    let s_dead = spec(&driver, "dead", tcp_protocol(dead_addr, 1, json!({})), one_prop());
+    let s_dead = spec(
+        &driver,
+        "dead",
+        tcp_protocol(dead_addr, 1, json!({})),
+        one_prop(),
+    );
     let e = driver.connect(&s_dead).await.unwrap_err();
     assert!(matches!(e, DriverError::Link(_)), "{e}");
     assert!(wait_until(WAIT, || logs.count(CONNECT_FAILED) == 1).await);
@@ -156,15 +161,22 @@ async fn a_batch_cut_short_by_a_lost_link_reports_the_real_error_for_every_reque
     for r in &got {
         assert_eq!(r.as_ref().unwrap_err(), &first, "{got:?}");
     }
-    assert!(!first.to_string().contains("earlier in this batch"), "{first}");
+    assert!(
+        !first.to_string().contains("earlier in this batch"),
+        "{first}"
+    );
 }
 
 fn thermostat_profile(port: u16) -> String {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../device-models/thermostat/profile.json");
+    let path =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../device-models/thermostat/profile.json");
     let text = std::fs::read_to_string(path)
         .unwrap()
         .replace("\"port\": 1502", &format!("\"port\": {port}"))
-        .replace("\"collectCycle\": 1000000000", "\"collectCycle\": 100000000");
+        .replace(
+            "\"collectCycle\": 1000000000",
+            "\"collectCycle\": 100000000",
+        );
     assert!(text.contains(&format!("\"port\": {port}")));
     text
 }

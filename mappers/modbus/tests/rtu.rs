@@ -313,9 +313,6 @@ async fn a_silenced_unit_that_comes_back_is_read_again_within_a_second_and_a_cyc
     // While dead: the two timeouts that got it skipped, then at most one probe per
     // second (plus one for rounding), each of them one register.
     let probes = &dead[2.min(dead.len())..];
-    assert!(
-        dead.len() <= 2 + SILENT.as_secs() as usize + 1,
-        "{dead:?}"
-    );
+    assert!(dead.len() <= 2 + SILENT.as_secs() as usize + 1, "{dead:?}");
     assert!(probes.iter().all(|l| l.count == 1), "{probes:?}");
 }
