@@ -18,8 +18,8 @@ use std::time::{Duration, Instant};
 /// A probe waits at least this long for its answer.
 pub const PROBE_TIMEOUT_FLOOR: Duration = Duration::from_millis(20);
 
-/// A skipped unit's probes take at most 1/8 of the line's time.
-pub const LINE_SHARE_DIVISOR: u32 = 8;
+/// A skipped unit's probes take at most 1/5 of the line's time.
+pub const LINE_SHARE_DIVISOR: u32 = 5;
 
 /// The settings a unit's health follows (from the bus timing and the request).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -239,7 +239,7 @@ mod tests {
     }
 
     #[test]
-    fn probes_never_take_more_than_an_eighth_of_the_line() {
+    fn probes_never_take_more_than_a_fifth_of_the_line() {
         let t0 = Instant::now();
         for latency in [1u64, 5, 20, 50, 100, 300, 900, 2000] {
             for grace in [0u64, 10, 100, 400] {
@@ -281,7 +281,7 @@ mod tests {
         let p = policy();
         let h = skipped_at(Instant::now(), ms(200));
         assert_eq!(h.probe_timeout(RT), ms(600));
-        assert_eq!(h.probe_interval(&p, RT), ms(610 * 8));
+        assert_eq!(h.probe_interval(&p, RT), ms(610 * 5));
         let never = UnitHealth::default();
         assert_eq!(never.probe_timeout(RT), RT);
         // backoffMax caps the interval even then.
