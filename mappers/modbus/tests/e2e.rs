@@ -595,7 +595,8 @@ fn device_model_profiles_bind_to_the_modbus_driver() {
 }
 
 /// The tester's scenario (issue 13): one unit of an RS-485 line (9600 baud, wire time
-/// emulated, default timing) goes silent long enough to be skipped, then comes back. It
+/// emulated, default timing) goes silent long enough to be skipped, then comes back right
+/// after a probe. It
 /// is reported online with a fresh value within the probe interval (about 1 s) plus one
 /// collect cycle (300 ms), not after a skip interval that doubled while it was dead.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -626,10 +627,12 @@ async fn a_unit_back_on_the_rtu_line_is_online_again_within_a_second_and_a_cycle
             == Some("offline"))
             .await
     );
-    // The scenario: the unit stays silent for a while (the old skip interval doubled
-    // meanwhile), so this is a duration, not a wait for a condition.
-    tokio::time::sleep(Duration::from_secs(6)).await;
-
+    // It stays silent for four more probes (the old skip interval doubled meanwhile, to
+    // 8 s after the third), and comes back right after the last one: the next probe
+    // decides how soon it is seen again.
+    let probes = || sim.stats().snapshot().units[&2].requests;
+    let offline_at = probes();
+    assert!(wait_until(Duration::from_secs(40), || probes() >= offline_at + 4).await);
     sim.write_value(2, "humidity", 61.0).unwrap();
     sim.clear_faults(2).unwrap();
     let back = std::time::Instant::now();
