@@ -571,6 +571,15 @@ impl BusTask {
                 Admit::Probe { timeout: short } => {
                     debug!(bus = %self.name, unit, op = %probe, timeout_ms = short.as_millis() as u64, "probing a skipped unit");
                     if let Err(e) = self.exchange(unit, &probe, short, timeout).await {
+                        let e = match e {
+                            DriverError::Timeout(_) => DriverError::Timeout(format!(
+                                "unit {unit} on {} is skipped after {} timeouts in a row and did not answer the probe ({probe}) within {} ms",
+                                self.name,
+                                self.health.get(&unit).map_or(0, UnitHealth::timeouts),
+                                short.as_millis()
+                            )),
+                            other => other,
+                        };
                         let _ = reply.send(Err(e));
                         return;
                     }
@@ -827,6 +836,41 @@ fn check_reply(op: &Op, response: Response) -> Result<Reply, String> {
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
+
+    #[test]
+    fn the_stop_reason_says_no_device_only_when_every_device_closed() {
+        assert_eq!(stop_reason(0, 0), StopReason::ConnectFailed);
+        assert_eq!(stop_reason(1, 0), StopReason::Reconnecting(1));
+        assert_eq!(stop_reason(3, 1), StopReason::Reconnecting(2));
+        assert_eq!(stop_reason(2, 2), StopReason::NoUsers);
+    }
+
+    #[test]
+    fn probes_are_one_element_reads_at_the_address_and_never_writes() {
+        let read = |table, offset| {
+            Some(Op::Read(ReadRequest {
+                table,
+                offset,
+                count: 1,
+            }))
+        };
+        let batch = Op::Read(ReadRequest {
+            table: Table::Input,
+            offset: 40,
+            count: 10,
+        });
+        assert_eq!(batch.probe(), read(Table::Input, 40));
+        assert_eq!(
+            Op::WriteCoils(3, vec![true; 4]).probe(),
+            read(Table::Coil, 3)
+        );
+        assert_eq!(
+            Op::WriteRegisters(9, vec![1, 2]).probe(),
+            read(Table::Holding, 9)
+        );
+        assert_eq!(Op::MaskWrite(5, 0, 1).probe(), read(Table::Holding, 5));
+        assert_eq!(Op::Connect.probe(), None);
+    }
 
     #[test]
     fn replies_are_checked() {
