@@ -11,9 +11,12 @@
 //! * serves writes before polls, and round-robins between units so one busy device cannot
 //!   starve the others;
 //! * wraps every call in a timeout (tokio-modbus has none). After `backoffAfterTimeouts`
-//!   consecutive timeouts a unit is skipped for a growing interval (`backoffMin` doubling
-//!   to `backoffMax`): its requests are answered at once with [`DriverError::Timeout`], so
-//!   a dead unit costs the line one probe per interval instead of one timeout per poll;
+//!   consecutive timeouts a unit is skipped ([`crate::health`]): its requests are answered
+//!   at once with [`DriverError::Timeout`], except for one probe per probe interval (about
+//!   `backoffMin`), a one-register (or one-bit) read at the request's address with a short
+//!   timeout. When the probe is answered the request itself goes out right after, so a
+//!   unit that comes back is read again within one interval plus one collect cycle, and a
+//!   dead unit costs the line one short probe per interval instead of its whole batch;
 //! * after a timeout or a mismatched reply on RTU framing, waits the grace period, discards
 //!   whatever arrived in the meantime and starts a fresh framer, so a late reply is never
 //!   taken as the answer to a later request. On Modbus TCP it closes the connection
@@ -32,20 +35,21 @@ use std::fmt;
 use std::future::Future;
 use std::io;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::task::{Context, Poll};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use mapper_sdk::driver::DriverError;
 use tokio::io::{AsyncRead, AsyncReadExt as _, AsyncWrite, ReadBuf};
 use tokio::sync::{mpsc, oneshot};
-use tokio::time::Instant;
 use tokio_modbus::client::{self, Client as _};
 use tokio_modbus::slave::SlaveContext as _;
 use tokio_modbus::{Request, Response, Slave};
 use tracing::{debug, info, warn};
 
 use crate::config::{Link, Parity, Table, Timing};
+use crate::health::{Admit, Policy, UnitHealth};
 use crate::plan::ReadRequest;
 
 /// A byte stream a bus can run on.
@@ -199,6 +203,24 @@ impl Op {
         !matches!(self, Self::Read(_))
     }
 
+    /// The short request that probes a skipped unit before this operation: a read of one
+    /// register or bit at the same address (never a write). `None` for [`Op::Connect`].
+    fn probe(&self) -> Option<Op> {
+        let (table, offset) = match self {
+            Self::Connect => return None,
+            Self::Read(r) => (r.table, r.offset),
+            Self::WriteCoil(a, _) | Self::WriteCoils(a, _) => (Table::Coil, *a),
+            Self::WriteRegister(a, _) | Self::WriteRegisters(a, _) | Self::MaskWrite(a, _, _) => {
+                (Table::Holding, *a)
+            }
+        };
+        Some(Self::Read(ReadRequest {
+            table,
+            offset,
+            count: 1,
+        }))
+    }
+
     fn request(&self) -> Option<Request<'static>> {
         Some(match self {
             Self::Connect => return None,
@@ -251,18 +273,39 @@ struct Job {
     reply: oneshot::Sender<Result<Reply, DriverError>>,
 }
 
+/// Who uses a bus task: devices that connected through it, and those of them that closed
+/// (were removed). A device that lost its link drops its handle without closing, to
+/// reconnect. The task reads this when it stops, to say truthfully why.
+#[derive(Debug, Default)]
+struct Users {
+    joined: AtomicUsize,
+    left: AtomicUsize,
+}
+
 /// A handle to a bus task. Cloning the `Arc` shares the task; dropping the last one ends it.
 #[derive(Debug)]
 pub struct Bus {
     key: BusKey,
     link: Link,
     tx: mpsc::Sender<Job>,
+    users: Arc<Users>,
 }
 
 impl Bus {
     /// The bus this handle talks to.
     pub fn key(&self) -> &BusKey {
         &self.key
+    }
+
+    /// Records that a device connected through this bus (and will call [`Bus::leave`]
+    /// when it is closed).
+    pub fn join(&self) {
+        self.users.joined.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Records that a device that joined is closed for good (not just reconnecting).
+    pub fn leave(&self) {
+        self.users.left.fetch_add(1, Ordering::Relaxed);
     }
 
     /// Runs `op` for `unit` with a per-request `timeout`, waiting for its turn on the bus.
@@ -325,10 +368,12 @@ impl BusRegistry {
             return Ok(bus);
         }
         let (tx, rx) = mpsc::channel(QUEUE);
+        let users = Arc::new(Users::default());
         let bus = Arc::new(Bus {
             key: key.clone(),
             link: link.clone(),
             tx,
+            users: users.clone(),
         });
         let task = BusTask {
             rx,
@@ -341,6 +386,7 @@ impl BusRegistry {
             order: VecDeque::new(),
             pending: 0,
             health: HashMap::new(),
+            users,
         };
         tokio::spawn(task.run());
         map.insert(key, Arc::downgrade(&bus));
@@ -368,13 +414,6 @@ impl UnitQueue {
     }
 }
 
-#[derive(Default)]
-struct Health {
-    timeouts: u32,
-    backoff: Duration,
-    until: Option<Instant>,
-}
-
 /// Why one call failed (inside the task).
 enum Fail {
     Timeout,
@@ -399,12 +438,13 @@ struct BusTask {
     /// Units with queued jobs, in the order they will be served.
     order: VecDeque<u8>,
     pending: usize,
-    health: HashMap<u8, Health>,
+    health: HashMap<u8, UnitHealth>,
+    users: Arc<Users>,
 }
 
 impl BusTask {
     async fn run(mut self) {
-        info!(bus = %self.name, "bus task started");
+        debug!(bus = %self.name, "bus task started");
         loop {
             if self.pending == 0 {
                 match self.rx.recv().await {
@@ -422,7 +462,27 @@ impl BusTask {
         if let Some(mut conn) = self.conn.take() {
             let _ = conn.ctx.disconnect().await;
         }
-        info!(bus = %self.name, "bus task stopped: no device uses it any more");
+        self.log_stop();
+    }
+
+    /// Says why the task stops: only when every device that used the bus was closed is it
+    /// true that no device uses it any more. A device that lost its link drops its handle
+    /// to reconnect (a new task opens the bus again), and a failed connect never joined;
+    /// the SDK logs those causes, so they are only debug lines here.
+    fn log_stop(&self) {
+        let joined = self.users.joined.load(Ordering::Relaxed);
+        let left = self.users.left.load(Ordering::Relaxed);
+        match stop_reason(joined, left) {
+            StopReason::NoUsers => {
+                info!(bus = %self.name, "bus task stopped: no device uses it any more");
+            }
+            StopReason::ConnectFailed => {
+                debug!(bus = %self.name, "bus task stopped: the connect that started it failed");
+            }
+            StopReason::Reconnecting(n) => {
+                debug!(bus = %self.name, devices = n, "bus task stopped: its devices dropped the link to reconnect");
+            }
+        }
     }
 
     fn enqueue(&mut self, job: Job) {
@@ -468,6 +528,20 @@ impl BusTask {
         Some(job)
     }
 
+    fn policy(&self) -> Policy {
+        let t = self.timing;
+        Policy {
+            skip_after: t.backoff_after,
+            min_interval: t.backoff_min,
+            max_interval: t.backoff_max,
+            grace: if self.link.is_rtu_framing() {
+                t.rtu_grace
+            } else {
+                Duration::ZERO
+            },
+        }
+    }
+
     async fn serve(&mut self, job: Job) {
         if job.reply.is_closed() {
             return; // the caller gave up
@@ -478,31 +552,65 @@ impl BusTask {
             timeout,
             reply,
         } = job;
-        let now = Instant::now();
-        if !matches!(op, Op::Connect) {
+        if let Some(probe) = op.probe() {
+            let policy = self.policy();
             let h = self.health.entry(unit).or_default();
-            if let Some(until) = h.until.filter(|u| now < *u) {
-                let _ = reply.send(Err(DriverError::Timeout(format!(
-                    "unit {unit} on {} did not answer {} requests in a row; it is skipped for another {} ms",
-                    self.name,
-                    h.timeouts,
-                    (until - now).as_millis()
-                ))));
-                return;
+            match h.admit(Instant::now(), &policy, timeout) {
+                Admit::Send => {}
+                Admit::Skip {
+                    timeouts,
+                    next_probe_in,
+                } => {
+                    let _ = reply.send(Err(DriverError::Timeout(format!(
+                        "unit {unit} on {} did not answer {timeouts} requests in a row; it is skipped and probed again in {} ms",
+                        self.name,
+                        next_probe_in.as_millis()
+                    ))));
+                    return;
+                }
+                Admit::Probe { timeout: short } => {
+                    debug!(bus = %self.name, unit, op = %probe, timeout_ms = short.as_millis() as u64, "probing a skipped unit");
+                    if let Err(e) = self.exchange(unit, &probe, short, timeout).await {
+                        let e = match e {
+                            DriverError::Timeout(_) => DriverError::Timeout(format!(
+                                "unit {unit} on {} is skipped after {} timeouts in a row and did not answer the probe ({probe}) within {} ms",
+                                self.name,
+                                self.health.get(&unit).map_or(0, UnitHealth::timeouts),
+                                short.as_millis()
+                            )),
+                            other => other,
+                        };
+                        let _ = reply.send(Err(e));
+                        return;
+                    }
+                }
             }
         }
-        let result = self.execute(unit, &op, timeout).await;
-        let result = match result {
+        let result = self.exchange(unit, &op, timeout, timeout).await;
+        let _ = reply.send(result);
+    }
+
+    /// Runs `op` with `timeout` and updates the unit's health. `request_timeout` is the
+    /// timeout of the unit's real requests (the probe timeout derives from it).
+    async fn exchange(
+        &mut self,
+        unit: u8,
+        op: &Op,
+        timeout: Duration,
+        request_timeout: Duration,
+    ) -> Result<Reply, DriverError> {
+        let started = Instant::now();
+        match self.execute(unit, op, timeout).await {
             Ok(r) => {
-                self.answered(unit);
+                self.answered(unit, started.elapsed());
                 Ok(r)
             }
             Err(Fail::Refused(m)) => {
-                self.answered(unit);
+                self.answered(unit, started.elapsed());
                 Err(DriverError::Refused(m))
             }
             Err(Fail::Timeout) => {
-                self.timed_out(unit);
+                self.timed_out(unit, request_timeout);
                 Err(DriverError::Timeout(format!(
                     "unit {unit} on {} did not answer {op} within {} ms",
                     self.name,
@@ -514,36 +622,26 @@ impl BusTask {
                 self.name
             ))),
             Err(Fail::Link(m)) => Err(DriverError::Link(m)),
-        };
-        let _ = reply.send(result);
-    }
-
-    fn answered(&mut self, unit: u8) {
-        if let Some(h) = self.health.get_mut(&unit) {
-            if h.until.is_some() {
-                info!(bus = %self.name, unit, "unit answers again");
-            }
-            *h = Health::default();
         }
     }
 
-    fn timed_out(&mut self, unit: u8) {
-        let t = self.timing;
+    fn answered(&mut self, unit: u8, latency: Duration) {
+        if self.health.entry(unit).or_default().answered(latency) {
+            info!(bus = %self.name, unit, "unit answers again");
+        }
+    }
+
+    fn timed_out(&mut self, unit: u8, request_timeout: Duration) {
+        let policy = self.policy();
         let h = self.health.entry(unit).or_default();
-        h.timeouts += 1;
-        if h.timeouts >= t.backoff_after {
-            h.backoff = if h.backoff.is_zero() {
-                t.backoff_min
-            } else {
-                (h.backoff * 2).min(t.backoff_max)
-            };
-            h.until = Some(Instant::now() + h.backoff);
+        if let Some(interval) = h.timed_out(Instant::now(), &policy, request_timeout) {
             warn!(
                 bus = %self.name,
                 unit,
-                timeouts = h.timeouts,
-                skip_ms = h.backoff.as_millis() as u64,
-                "unit does not answer; skipping it for a while"
+                timeouts = h.timeouts(),
+                probe_every_ms = interval.as_millis() as u64,
+                probe_timeout_ms = h.probe_timeout(request_timeout).as_millis() as u64,
+                "unit does not answer; skipping it and probing it with one short request per interval"
             );
         }
     }
@@ -645,6 +743,27 @@ impl BusTask {
     }
 }
 
+/// Why a bus task stops.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum StopReason {
+    /// Every device that used it was closed.
+    NoUsers,
+    /// No device ever connected through it.
+    ConnectFailed,
+    /// This many devices dropped their handles without closing (they reconnect).
+    Reconnecting(usize),
+}
+
+fn stop_reason(joined: usize, left: usize) -> StopReason {
+    if joined == 0 {
+        StopReason::ConnectFailed
+    } else if left >= joined {
+        StopReason::NoUsers
+    } else {
+        StopReason::Reconnecting(joined - left)
+    }
+}
+
 /// Reads and discards whatever is pending, until the line has been quiet for a moment.
 async fn drain(raw: &SharedIo) -> io::Result<usize> {
     let mut io = raw.clone();
@@ -717,6 +836,41 @@ fn check_reply(op: &Op, response: Response) -> Result<Reply, String> {
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
+
+    #[test]
+    fn the_stop_reason_says_no_device_only_when_every_device_closed() {
+        assert_eq!(stop_reason(0, 0), StopReason::ConnectFailed);
+        assert_eq!(stop_reason(1, 0), StopReason::Reconnecting(1));
+        assert_eq!(stop_reason(3, 1), StopReason::Reconnecting(2));
+        assert_eq!(stop_reason(2, 2), StopReason::NoUsers);
+    }
+
+    #[test]
+    fn probes_are_one_element_reads_at_the_address_and_never_writes() {
+        let read = |table, offset| {
+            Some(Op::Read(ReadRequest {
+                table,
+                offset,
+                count: 1,
+            }))
+        };
+        let batch = Op::Read(ReadRequest {
+            table: Table::Input,
+            offset: 40,
+            count: 10,
+        });
+        assert_eq!(batch.probe(), read(Table::Input, 40));
+        assert_eq!(
+            Op::WriteCoils(3, vec![true; 4]).probe(),
+            read(Table::Coil, 3)
+        );
+        assert_eq!(
+            Op::WriteRegisters(9, vec![1, 2]).probe(),
+            read(Table::Holding, 9)
+        );
+        assert_eq!(Op::MaskWrite(5, 0, 1).probe(), read(Table::Holding, 5));
+        assert_eq!(Op::Connect.probe(), None);
+    }
 
     #[test]
     fn replies_are_checked() {

@@ -36,8 +36,8 @@
 //! | `collectTimeout` | 1000 | per-request timeout in ms (also `protocolCommonConfig.collectTimeout`) |
 //! | `connectTimeout` | 3000 | TCP connect / serial open timeout in ms |
 //! | `rtuGracePeriod` | 100 | after an RTU timeout, ms to wait for a late reply before the input is flushed |
-//! | `backoffAfterTimeouts` | 3 | consecutive timeouts after which a unit is skipped for a while |
-//! | `backoffMin` / `backoffMax` | 1000 / 30000 | the skip interval in ms, doubling from min to max |
+//! | `backoffAfterTimeouts` | 3 | consecutive timeouts after which a unit is skipped: its requests fail at once, except one short probe per interval |
+//! | `backoffMin` / `backoffMax` | 1000 / 30000 | the probe interval of a skipped unit in ms: `backoffMin`, stretched so probes take at most 1/5 of the line's time (probe timeout plus `rtuGracePeriod`; the probe timeout is 3x the unit's slowest recent answer, 20 ms to `collectTimeout`), at most `backoffMax` |
 //!
 //! # Visitor config
 //!
@@ -190,9 +190,9 @@ pub struct Timing {
     pub rtu_grace: Duration,
     /// Consecutive timeouts after which a unit is skipped.
     pub backoff_after: u32,
-    /// The first skip interval.
+    /// The shortest probe interval of a skipped unit.
     pub backoff_min: Duration,
-    /// The longest skip interval.
+    /// The longest probe interval of a skipped unit.
     pub backoff_max: Duration,
 }
 

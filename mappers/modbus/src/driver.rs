@@ -122,6 +122,7 @@ impl Driver for ModbusDriver {
             let bus = bus?;
             bus.call(p.unit, Op::Connect, p.timing.request_timeout)
                 .await?;
+            bus.join();
             debug!(device = %id, unit = p.unit, link = %p.link.describe(), "connected");
             Ok(ModbusDevice {
                 bus,
@@ -129,6 +130,7 @@ impl Driver for ModbusDriver {
                 timeout: p.timing.request_timeout,
                 limits: p.limits,
                 id,
+                closed: false,
             })
         }
     }
@@ -142,6 +144,8 @@ pub struct ModbusDevice {
     timeout: Duration,
     limits: Limits,
     id: DeviceId,
+    /// Whether [`Device::close`] ran (the bus was told the device left).
+    closed: bool,
 }
 
 fn invalid(p: &PropertySpec<ModbusVisitor>, e: impl std::fmt::Display) -> DriverError {
@@ -210,16 +214,20 @@ impl Device for ModbusDevice {
             "planned reads"
         );
         let mut replies: Vec<Result<Reply, DriverError>> = Vec::with_capacity(plan.requests.len());
-        let mut lost = false;
+        // After a link error the rest of the batch is not sent; its requests fail with
+        // that same error, so whichever property the SDK looks at names the real cause.
+        let mut lost: Option<DriverError> = None;
         for r in &plan.requests {
-            if lost {
-                replies.push(Err(DriverError::Link(
-                    "link lost earlier in this batch".into(),
-                )));
+            if let Some(e) = &lost {
+                replies.push(Err(e.clone()));
                 continue;
             }
             let res = self.read_request(*r).await;
-            lost = res.as_ref().is_err_and(DriverError::is_link);
+            if let Err(e) = &res
+                && e.is_link()
+            {
+                lost = Some(e.clone());
+            }
             replies.push(res);
         }
         let mut out = Vec::with_capacity(properties.len());
@@ -239,6 +247,13 @@ impl Device for ModbusDevice {
             out.push(res);
         }
         out
+    }
+
+    async fn close(&mut self) {
+        if !self.closed {
+            self.closed = true;
+            self.bus.leave();
+        }
     }
 
     fn write(

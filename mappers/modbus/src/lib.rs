@@ -11,12 +11,14 @@
 //! - [`plan`]: merges the reads due in one tick into as few requests as the limits allow.
 //! - [`bus`]: one task per physical bus (serial line or TCP endpoint) that serializes
 //!   requests, puts writes first, round-robins units and backs off dead ones.
+//! - [`health`]: when a unit is skipped and probed (pure logic).
 //! - [`driver`]: [`ModbusDriver`], the `mapper_sdk::driver::Driver` implementation.
 
 pub mod bus;
 pub mod codec;
 pub mod config;
 pub mod driver;
+pub mod health;
 pub mod plan;
 
 pub use config::{ModbusProtocol, ModbusVisitor};

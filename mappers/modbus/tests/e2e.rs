@@ -593,3 +593,62 @@ fn device_model_profiles_bind_to_the_modbus_driver() {
         }
     }
 }
+
+/// The tester's scenario (issue 13): one unit of an RS-485 line (9600 baud, wire time
+/// emulated, default timing) goes silent long enough to be skipped, then comes back right
+/// after a probe. It
+/// is reported online with a fresh value within the probe interval (about 1 s) plus one
+/// collect cycle (300 ms), not after a skip interval that doubled while it was dead.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_unit_back_on_the_rtu_line_is_online_again_within_a_second_and_a_cycle() {
+    let Some(broker) = Mosquitto::start() else {
+        return;
+    };
+    let peer = TwinPeer::connect(broker.port).await;
+    let Some((sim, line)) = rtu_sim(true).await else {
+        return;
+    };
+    let profile = merge(&[profile_for(
+        "rs485-line",
+        &[
+            ("/dev/ttyUSB0", line.mapper_end.display().to_string()),
+            (
+                "\"collectCycle\": 2000000000",
+                "\"collectCycle\": 300000000".to_owned(),
+            ),
+        ],
+    )]);
+    let mapper = Mapper::start(&broker, profile, "rtu-recovery");
+    expect(&peer, "line-sensor-2", &[("humidity", "50")]).await;
+
+    sim.set_fault(2, Fault::Silent).unwrap();
+    assert!(
+        peer.wait(WAIT, |p| p.last_state("line-sensor-2").as_deref()
+            == Some("offline"))
+            .await
+    );
+    // It stays silent for four more probes (the old skip interval doubled meanwhile, to
+    // 8 s after the third), and comes back right after the last one: the next probe
+    // decides how soon it is seen again.
+    let probes = || sim.stats().snapshot().units[&2].requests;
+    let offline_at = probes();
+    assert!(wait_until(Duration::from_secs(40), || probes() >= offline_at + 4).await);
+    sim.write_value(2, "humidity", 61.0).unwrap();
+    sim.clear_faults(2).unwrap();
+    let back = std::time::Instant::now();
+    assert!(
+        peer.wait(WAIT, |p| p.last_state("line-sensor-2").as_deref()
+            == Some("online")
+            && p.last_actual("line-sensor-2", "humidity").as_deref()
+                == Some("61"))
+            .await
+    );
+    let took = back.elapsed();
+    println!(
+        "line-sensor-2 online again {} ms after it came back",
+        took.as_millis()
+    );
+    assert!(took < Duration::from_secs(3), "{took:?}");
+    mapper.stop().await;
+    drop(line);
+}

@@ -234,3 +234,94 @@ async fn writes_go_ahead_of_queued_polls() {
         "the write goes first: {log:?}"
     );
 }
+
+/// A unit that goes silent long enough to be skipped, then comes back: it is read again
+/// within the probe interval (1 s) plus one collect cycle, and while it is dead it costs
+/// the line at most one short (one-register) probe per second, not its whole batch.
+#[tokio::test]
+async fn a_silenced_unit_that_comes_back_is_read_again_within_a_second_and_a_cycle() {
+    const CYCLE: Duration = Duration::from_millis(200);
+    let sim = Sim::with_units(&[1, 2]);
+    sim.mem(1, |m| {
+        m.holding[0] = 10;
+        m.holding[100] = 11;
+        m.holding[101] = 12;
+    });
+    sim.mem(2, |m| m.holding[0] = 2);
+    let driver = ModbusDriver::with_opener(serve_rtu_pty(&sim));
+    let custom = json!({"collectTimeout": 100, "rtuGracePeriod": 10, "backoffAfterTimeouts": 2});
+    // Unit 1 has two properties that cannot be merged: every cycle is a batch of two
+    // requests, one of them for two registers.
+    let props1 = vec![
+        prop(
+            "a",
+            DataType::Int,
+            json!({"register": "HoldingRegister", "offset": 0, "limit": 1}),
+        ),
+        prop(
+            "b",
+            DataType::Int,
+            json!({"register": "HoldingRegister", "offset": 100, "limit": 2}),
+        ),
+    ];
+    let s1 = spec(&driver, "unit-1", rtu_protocol(1, custom.clone()), props1);
+    let s2 = devices(&driver, &[2], custom).remove(0);
+    let mut d1 = driver.connect(&s1).await.unwrap();
+    let mut d2 = driver.connect(&s2).await.unwrap();
+    let batch: Vec<_> = s1.properties.iter().collect();
+    let mut tick = tokio::time::interval(CYCLE);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+
+    for _ in 0..3 {
+        tick.tick().await;
+        assert!(d1.read_many(&batch).await.iter().all(Result::is_ok));
+    }
+
+    // Unit 1 goes silent; both devices keep polling on their cycle.
+    let saved = sim.0.lock().unwrap().units.remove(&1).unwrap();
+    sim.clear_log();
+    // It stays silent for the two timeouts that get it skipped and then three probes
+    // (the old skip interval doubled meanwhile, to 8 s after the third), and comes back
+    // right after the last one: the next probe decides how soon it is seen again.
+    let silent_from = Instant::now();
+    let dead_requests = || sim.log().iter().filter(|l| l.unit == 1).count();
+    while dead_requests() < 2 + 3 {
+        assert!(
+            silent_from.elapsed() < Duration::from_secs(30),
+            "{:?}",
+            sim.log()
+        );
+        tick.tick().await;
+        let got = d1.read_many(&batch).await;
+        assert!(
+            got.iter()
+                .all(|r| matches!(r, Err(DriverError::Timeout(_)))),
+            "{got:?}"
+        );
+        assert_eq!(d2.read(&s2.properties[0]).await.unwrap(), Value::Int(2));
+    }
+    let silent = silent_from.elapsed();
+    let dead: Vec<_> = sim.log().into_iter().filter(|l| l.unit == 1).collect();
+    println!("requests to the dead unit in {silent:?}: {dead:?}");
+
+    // It comes back.
+    sim.0.lock().unwrap().units.insert(1, saved);
+    let back = Instant::now();
+    let deadline = Duration::from_secs(20);
+    loop {
+        tick.tick().await;
+        let got = d1.read_many(&batch).await;
+        if got.iter().all(Result::is_ok) {
+            break;
+        }
+        assert!(back.elapsed() < deadline, "still not read again: {got:?}");
+    }
+    let took = back.elapsed();
+    println!("unit read again {} ms after it came back", took.as_millis());
+    assert!(took < Duration::from_secs(3), "{took:?}");
+    // While dead: the two timeouts that got it skipped, then at most one probe per
+    // second (plus one for rounding), each of them one register.
+    let probes = &dead[2.min(dead.len())..];
+    assert!(dead.len() <= 2 + silent.as_secs() as usize + 1, "{dead:?}");
+    assert!(probes.iter().all(|l| l.count == 1), "{probes:?}");
+}
