@@ -17,9 +17,9 @@ pub mod dmi;
 pub mod dmi_config;
 pub mod driver;
 pub mod excerpt;
-pub mod logging;
 #[cfg(feature = "kube")]
 pub mod kube_source;
+pub mod logging;
 pub mod model;
 pub mod mqtt;
 pub mod profile;

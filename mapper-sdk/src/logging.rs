@@ -87,14 +87,6 @@ pub fn parse_filter(text: &str) -> Filter {
         targets: Vec::new(),
         unknown: Vec::new(),
     };
-    let mut level_or_info = |value: &str, unknown: &mut Vec<UnknownLevel>| {
-        parse_level(value).unwrap_or_else(|| {
-            unknown.push(UnknownLevel {
-                value: value.trim().to_owned(),
-            });
-            LevelFilter::INFO
-        })
-    };
     for directive in text.split(',').map(str::trim).filter(|d| !d.is_empty()) {
         match directive.split_once('=') {
             Some((target, level)) if !target.trim().is_empty() => {
@@ -106,6 +98,16 @@ pub fn parse_filter(text: &str) -> Filter {
         }
     }
     filter
+}
+
+/// The level `value` names, else info (and `value` goes on the `unknown` list).
+fn level_or_info(value: &str, unknown: &mut Vec<UnknownLevel>) -> LevelFilter {
+    parse_level(value).unwrap_or_else(|| {
+        unknown.push(UnknownLevel {
+            value: value.trim().to_owned(),
+        });
+        LevelFilter::INFO
+    })
 }
 
 /// Whether to colour log lines: only on a terminal, and only when `NO_COLOR` is unset or
@@ -237,7 +239,10 @@ mod tests {
         );
         let msg = f.unknown[0].to_string();
         assert!(msg.contains("\"loud\""), "{msg}");
-        assert!(msg.contains("warn (warning)") && msg.contains("info"), "{msg}");
+        assert!(
+            msg.contains("warn (warning)") && msg.contains("info"),
+            "{msg}"
+        );
 
         let f = parse_filter("error,mapper_sdk=chatty");
         assert_eq!(f.default, LevelFilter::ERROR);
