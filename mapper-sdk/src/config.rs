@@ -193,7 +193,7 @@ pub struct CommonArgs {
     #[arg(long)]
     pub log_level: Option<String>,
     /// Log line format.
-    #[arg(long, env = "LOG_FORMAT", value_enum, default_value_t = crate::logging::LogFormat::Text)]
+    #[arg(long, env = "LOG_FORMAT", value_enum, ignore_case = true, default_value_t = crate::logging::LogFormat::Text)]
     pub log_format: crate::logging::LogFormat,
     /// Profile source: file, configmap or devices (overrides mapper.source).
     #[cfg(feature = "kube")]

@@ -115,7 +115,7 @@ fn text_logs_into_a_file_have_no_colour() {
 fn json_format_writes_one_object_per_line() {
     for (args, envs) in [
         (&["--log-format", "json"][..], &[][..]),
-        (&[][..], &[("LOG_FORMAT", "json")][..]),
+        (&[][..], &[("LOG_FORMAT", "JSON")][..]),
     ] {
         let (mut m, _dir) = start(args, envs);
         assert!(
