@@ -1,6 +1,6 @@
 //! The name and version a mapper binary shows in `--help` and `--version`.
 
-/// Who a mapper binary is, for `--version` and `--help`: build it with [`about!`] in
+/// Who a mapper binary is, for `--version` and `--help`: build it with [`about!`](crate::about!) in
 /// the binary's crate, so the binary's own package name and version are shown.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct About {

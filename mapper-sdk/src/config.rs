@@ -173,7 +173,7 @@ pub struct CommonArgs {
     /// Broker certificate name (overrides mqtt.servername).
     #[arg(long)]
     pub mqtt_servername: Option<String>,
-    /// MQTT client id (overrides mqtt.clientId) [default: <protocol>-mapper-<hostname>]
+    /// MQTT client id (overrides mqtt.clientId) [default: {protocol}-mapper-{hostname}]
     #[arg(long, env = "MQTT_CLIENT_ID")]
     pub mqtt_client_id: Option<String>,
     /// The device profile (overrides `configmap`) [default: /opt/kubeedge/deviceProfile.json]
