@@ -14,6 +14,7 @@ use tokio::sync::{Notify, mpsc, watch};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, info, warn};
 
+use crate::about::About;
 use crate::config::{CommonArgs, ProfileSetting, Settings, SettingsError};
 use crate::driver::{DeviceSpec, Driver, bind};
 use crate::model::DeviceId;
@@ -398,7 +399,7 @@ pub fn check_report<D: Driver>(loaded: &Loaded<D>) -> String {
 }
 
 #[derive(Debug, Parser)]
-#[command(version, about = "A KubeEdge device mapper")]
+#[command(about = "A KubeEdge device mapper")]
 struct Cli {
     #[command(flatten)]
     common: CommonArgs,
@@ -417,33 +418,34 @@ enum Command {
     },
 }
 
-/// Logs to stderr, filtered by `--log-level`, else `RUST_LOG`, else `info`. The filter is
-/// a list of `target=level` directives and a default level (`warn,mapper_sdk=debug`);
-/// `tracing_subscriber`'s `Targets` parses it without pulling a regex engine into every
-/// mapper binary.
-fn init_tracing(filter: Option<&str>) {
-    use tracing_subscriber::layer::SubscriberExt as _;
-    use tracing_subscriber::util::SubscriberInitExt as _;
-    let env = std::env::var("RUST_LOG").ok();
-    let text = filter.or(env.as_deref()).unwrap_or("info");
-    let targets = match text.parse::<tracing_subscriber::filter::Targets>() {
-        Ok(t) => t,
-        Err(e) => {
-            eprintln!("warning: log filter {text:?} is not valid ({e}); logging at info");
-            tracing_subscriber::filter::Targets::new()
-                .with_default(tracing_subscriber::filter::LevelFilter::INFO)
-        }
-    };
-    let _ = tracing_subscriber::registry()
-        .with(tracing_subscriber::fmt::layer().with_writer(std::io::stderr))
-        .with(targets)
-        .try_init();
+/// Logs to stderr: `--log-level`, else `RUST_LOG`, else info, as text or JSON lines
+/// (see [`crate::logging`]).
+fn init_tracing(filter: Option<&str>, format: crate::logging::LogFormat) {
+    crate::logging::init(filter, format);
 }
 
-/// The whole `main` of a mapper binary: flags, logging, `check` or `run`.
+/// The flags, with the binary's name and version in `--help` and `--version`.
+fn parse_cli(about: About) -> Cli {
+    use clap::{CommandFactory as _, FromArgMatches as _};
+    let matches = Cli::command()
+        .name(about.name)
+        .bin_name(about.name)
+        .version(about.version)
+        .get_matches();
+    Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit())
+}
+
+/// The whole `main` of a mapper binary, as `mapper-sdk` names itself in `--version`;
+/// binaries call [`main_with`] with [`about!`](crate::about!) instead.
 pub fn main<D: Driver>(driver: D) -> ExitCode {
-    let cli = Cli::parse();
-    init_tracing(cli.common.log_level.as_deref());
+    main_with(driver, crate::about!())
+}
+
+/// The whole `main` of a mapper binary: flags, logging, `check` or `run`. `about` names
+/// the binary in `--help` and `--version` (use [`about!`](crate::about!)).
+pub fn main_with<D: Driver>(driver: D, about: About) -> ExitCode {
+    let cli = parse_cli(about);
+    init_tracing(cli.common.log_level.as_deref(), cli.common.log_format);
     let settings = match Settings::from_args(&cli.common, driver.name()) {
         Ok(s) => s,
         Err(e) => {

@@ -158,7 +158,7 @@ pub struct CommonArgs {
     /// The config file (mappers-go `config.yaml` keys).
     #[arg(long, env = "MAPPER_CONFIG_FILE", default_value = "config.yaml")]
     pub config_file: PathBuf,
-    /// Broker URL (overrides mqtt.server).
+    /// Broker URL (overrides mqtt.server) [default: tcp://127.0.0.1:1883]
     #[arg(
         long = "mqtt-address",
         visible_alias = "mqtt-server",
@@ -183,13 +183,13 @@ pub struct CommonArgs {
     /// Broker certificate name (overrides mqtt.servername).
     #[arg(long)]
     pub mqtt_servername: Option<String>,
-    /// MQTT client id (overrides mqtt.clientId).
+    /// MQTT client id (overrides mqtt.clientId) [default: {protocol}-mapper-{hostname}]
     #[arg(long, env = "MQTT_CLIENT_ID")]
     pub mqtt_client_id: Option<String>,
-    /// The device profile (overrides `configmap`).
+    /// The device profile (overrides `configmap`) [default: /opt/kubeedge/deviceProfile.json]
     #[arg(long, visible_alias = "configmap", env = "DEVICE_PROFILE_PATH")]
     pub profile: Option<PathBuf>,
-    /// Topic device part (overrides mapper.topicScheme).
+    /// Topic device part (overrides mapper.topicScheme) [default: id]
     #[arg(long, value_enum)]
     pub topic_scheme: Option<SchemeArg>,
     /// Send OK/DISCONNECTED states (overrides mapper.legacyStates).
@@ -198,9 +198,13 @@ pub struct CommonArgs {
     /// Edge node name (overrides mapper.nodeName).
     #[arg(long, env = "NODE_NAME")]
     pub node_name: Option<String>,
-    /// Log filter, e.g. `info` or `mapper_sdk=debug` (default: RUST_LOG, else info).
+    /// Log filter: a level (error, warn, info, debug, trace, off) and/or target=level
+    /// directives, e.g. `warn,mapper_sdk=debug` [default: RUST_LOG, else info]
     #[arg(long)]
     pub log_level: Option<String>,
+    /// Log line format.
+    #[arg(long, env = "LOG_FORMAT", value_enum, ignore_case = true, default_value_t = crate::logging::LogFormat::Text)]
+    pub log_format: crate::logging::LogFormat,
     /// Device source: file, dmi, configmap or devices (overrides mapper.source) [default: file]
     #[arg(long, env = "MAPPER_SOURCE")]
     pub source: Option<String>,

@@ -2,12 +2,13 @@
 //! device protocol.
 //!
 //! A protocol mapper implements [`driver::Driver`] and [`driver::Device`] and hands the
-//! driver to [`main`] (or [`run`] in tests). The SDK parses device profiles in every
+//! driver to [`main_with`] (or [`run`] in tests). The SDK parses device profiles in every
 //! KubeEdge format ([`profile`]), runs one worker per device with per-property schedules,
 //! reconnects and device states ([`runtime`]), watches the mounted profile ([`source`])
 //! or, with the `kube` feature, the Kubernetes API (`kube_source`),
 //! and speaks KubeEdge's MQTT twin contract to edgecore ([`twin`], [`mqtt`]).
 
+pub mod about;
 pub mod app;
 pub mod config;
 #[cfg(feature = "dmi")]
@@ -18,6 +19,7 @@ pub mod driver;
 pub mod excerpt;
 #[cfg(feature = "kube")]
 pub mod kube_source;
+pub mod logging;
 pub mod model;
 pub mod mqtt;
 pub mod profile;
@@ -27,4 +29,5 @@ pub mod source;
 pub mod testing;
 pub mod twin;
 
-pub use app::{load, main, run};
+pub use about::About;
+pub use app::{load, main, main_with, run};

@@ -18,7 +18,7 @@
 //! - [`driver`]: [`BleDriver`], the `mapper_sdk::driver::Driver` implementation, and
 //!   [`BleDevice`] (reads, writes, notifications through `next_push`).
 //!
-//! The binary is `mapper_sdk::main(BleDriver::default())`.
+//! The binary is `mapper_sdk::main_with(BleDriver::default(), mapper_sdk::about!())`.
 
 pub mod btle;
 pub mod config;

@@ -5,5 +5,5 @@
 //! (`DBUS_SYSTEM_BUS_ADDRESS` points elsewhere, e.g. at a simulator).
 
 fn main() -> std::process::ExitCode {
-    mapper_sdk::main(ble_mapper::BleDriver::default())
+    mapper_sdk::main_with(ble_mapper::BleDriver::default(), mapper_sdk::about!())
 }

@@ -4,5 +4,5 @@
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
-    mapper_sdk::main(modbus_mapper::ModbusDriver::new())
+    mapper_sdk::main_with(modbus_mapper::ModbusDriver::new(), mapper_sdk::about!())
 }
