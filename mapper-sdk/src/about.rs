@@ -10,6 +10,20 @@ pub struct About {
     pub version: &'static str,
 }
 
+impl About {
+    /// The SDK itself (what [`crate::main`] shows).
+    pub const SDK: About = About {
+        name: env!("CARGO_PKG_NAME"),
+        version: env!("CARGO_PKG_VERSION"),
+    };
+}
+
+impl Default for About {
+    fn default() -> Self {
+        Self::SDK
+    }
+}
+
 /// The [`About`] of the crate that invokes it (its `CARGO_PKG_NAME` and
 /// `CARGO_PKG_VERSION`): `mapper_sdk::main_with(driver, mapper_sdk::about!())`.
 #[macro_export]

@@ -211,6 +211,22 @@ pub async fn run<D: Driver>(
     #[cfg(feature = "dmi")]
     let spec_desired = spec_desired || matches!(&settings.profile, ProfileSetting::Dmi(_));
     let mut last_desired = BTreeMap::new();
+    let source = describe_source(&settings.profile);
+    let broker = format!(
+        "{}://{}:{}",
+        if settings.mqtt.tls.is_some() { "ssl" } else { "tcp" },
+        settings.mqtt.host,
+        settings.mqtt.port
+    );
+    info!(
+        binary = settings.about.name,
+        version = settings.about.version,
+        protocol = driver.name(),
+        source = %source,
+        broker = %broker,
+        "starting"
+    );
+    let mut summarized = false;
     let driver = Arc::new(driver);
     let cancel = CancellationToken::new();
     let (out_tx, out_rx) = mpsc::channel(4096);
@@ -222,7 +238,7 @@ pub async fn run<D: Driver>(
             crate::dmi::Dmi::start(
                 dmi.clone(),
                 driver.dmi_protocol(),
-                env!("CARGO_PKG_VERSION"),
+                settings.about.version,
                 settings.mqtt.clone(),
                 out_rx,
                 in_tx,
@@ -295,6 +311,19 @@ pub async fn run<D: Driver>(
                             BTreeMap::new()
                         };
                         let summary = sup.apply(loaded.devices).await;
+                        if !summarized {
+                            summarized = true;
+                            info!(
+                                binary = settings.about.name,
+                                version = settings.about.version,
+                                source = %source,
+                                broker = %broker,
+                                devices = summary.started.len(),
+                                skipped = loaded.skipped.len(),
+                                errors = loaded.errors.len(),
+                                "running"
+                            );
+                        }
                         if spec_desired {
                             route_desired(&sup, &summary, &last_desired, &desired);
                             last_desired = desired;
@@ -324,6 +353,22 @@ pub async fn run<D: Driver>(
     }
     info!("stopped");
     Ok(())
+}
+
+/// Where the devices come from, for the start-up lines.
+fn describe_source(profile: &ProfileSetting) -> String {
+    match profile {
+        ProfileSetting::File(p) => format!("file {}", p.display()),
+        ProfileSetting::Inline(_) => "DEVICE_PROFILE".into(),
+        #[cfg(feature = "kube")]
+        ProfileSetting::Kube(k) => format!("kubernetes {:?}", k.watch),
+        #[cfg(feature = "dmi")]
+        ProfileSetting::Dmi(d) => format!(
+            "dmi (edgecore {}, reports {:?})",
+            d.edgecore_socket_file().display(),
+            d.report
+        ),
+    }
 }
 
 /// Completes on ctrl-c or SIGTERM.
@@ -447,7 +492,7 @@ pub fn main_with<D: Driver>(driver: D, about: About) -> ExitCode {
     let cli = parse_cli(about);
     init_tracing(cli.common.log_level.as_deref(), cli.common.log_format);
     let settings = match Settings::from_args(&cli.common, driver.name()) {
-        Ok(s) => s,
+        Ok(s) => Settings { about, ..s },
         Err(e) => {
             eprintln!("error: {e}");
             return ExitCode::from(2);

@@ -253,6 +253,8 @@ pub struct Settings {
     pub resolve: ResolveOptions,
     /// Runtime timing.
     pub runtime: RuntimeOptions,
+    /// The binary's name and version (logs, `MapperInfo.version`).
+    pub about: crate::about::About,
 }
 
 fn default_client_id(driver: &str) -> String {
@@ -502,6 +504,7 @@ impl Settings {
             profile,
             resolve,
             runtime,
+            about: crate::about::About::SDK,
         })
     }
 }

@@ -555,6 +555,7 @@ pub fn test_settings(
             write_retry_max: Duration::from_millis(500),
             ..crate::runtime::RuntimeOptions::default()
         },
+        about: crate::about::About::SDK,
     }
 }
 

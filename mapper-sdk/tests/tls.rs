@@ -112,6 +112,7 @@ async fn reaches_broker(tls_port: u16, peer: &TwinPeer, tls: TlsSettings, name: 
         profile: ProfileSetting::Inline(PROFILE.into()),
         resolve: ResolveOptions::default(),
         runtime: RuntimeOptions::default(),
+        about: mapper_sdk::about::About::SDK,
     };
     peer.clear();
     let (tx, rx) = oneshot::channel::<()>();
