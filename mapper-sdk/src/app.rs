@@ -214,7 +214,11 @@ pub async fn run<D: Driver>(
     let source = describe_source(&settings.profile);
     let broker = format!(
         "{}://{}:{}",
-        if settings.mqtt.tls.is_some() { "ssl" } else { "tcp" },
+        if settings.mqtt.tls.is_some() {
+            "ssl"
+        } else {
+            "tcp"
+        },
         settings.mqtt.host,
         settings.mqtt.port
     );

@@ -1,6 +1,11 @@
 //! A token bucket: the mapper's own budget of calls to edgecore, kept below edgecore's
 //! shared limiter (1 call per second sustained, burst 100, for every mapper of the node
 //! and all three of its methods). Pure: the caller passes the time.
+//!
+//! When edgecore's limiter refuses a call anyway (other mappers share it), the rate is
+//! halved and the bucket emptied; every accepted call then adds back a twentieth of
+//! the configured rate (additive increase, multiplicative decrease), so the mapper
+//! settles just under what is left for it instead of retrying in bursts.
 
 use std::time::Duration;
 
@@ -9,6 +14,8 @@ use tokio::time::Instant;
 /// Calls allowed: `rate` per second sustained, `burst` at once.
 #[derive(Debug, Clone)]
 pub struct TokenBucket {
+    /// The configured sustained rate (the ceiling).
+    configured: f64,
     rate: f64,
     burst: f64,
     tokens: f64,
@@ -20,6 +27,7 @@ impl TokenBucket {
     pub fn new(rate: f64, burst: u32, now: Instant) -> Self {
         let burst = f64::from(burst.max(1));
         Self {
+            configured: rate.max(0.0),
             rate: rate.max(0.0),
             burst,
             tokens: burst,
@@ -47,10 +55,22 @@ impl TokenBucket {
     }
 
     /// Empties the bucket (after edgecore said "too many requests": its bucket is empty,
-    /// so ours should not be fuller).
+    /// so ours should not be fuller) and halves the rate (down to a sixteenth of the
+    /// configured one).
     pub fn drain(&mut self, now: Instant) {
         self.refill(now);
         self.tokens = 0.0;
+        self.rate = (self.rate / 2.0).max(self.configured / 16.0);
+    }
+
+    /// An accepted call: the rate climbs back towards the configured one.
+    pub fn accepted(&mut self) {
+        self.rate = (self.rate + self.configured / 20.0).min(self.configured);
+    }
+
+    /// The sustained rate now (calls per second).
+    pub fn rate(&self) -> f64 {
+        self.rate
     }
 }
 
@@ -77,5 +97,28 @@ mod tests {
         assert!(b.take(later).is_err());
         b.drain(later + Duration::from_secs(10));
         assert!(b.take(later + Duration::from_secs(10)).is_err());
+    }
+
+    #[test]
+    fn refusals_halve_the_rate_and_acceptance_restores_it() {
+        let t0 = Instant::now();
+        let mut b = TokenBucket::new(4.0, 1, t0);
+        b.drain(t0);
+        assert!((b.rate() - 2.0).abs() < 1e-9);
+        for _ in 0..10 {
+            b.drain(t0);
+        }
+        assert!((b.rate() - 0.25).abs() < 1e-9, "floor: a sixteenth");
+        for _ in 0..100 {
+            b.accepted();
+        }
+        assert!(
+            (b.rate() - 4.0).abs() < 1e-9,
+            "ceiling: the configured rate"
+        );
+        // At half the rate a token takes twice as long.
+        let mut b = TokenBucket::new(2.0, 1, t0);
+        b.drain(t0);
+        assert_eq!(b.take(t0).unwrap_err(), Duration::from_secs(1));
     }
 }

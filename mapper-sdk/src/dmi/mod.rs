@@ -119,6 +119,20 @@ impl Shared {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .drain(Instant::now());
     }
+
+    fn call_accepted(&self) {
+        self.budget
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .accepted();
+    }
+
+    fn budget_rate(&self) -> f64 {
+        self.budget
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .rate()
+    }
 }
 
 /// The running DMI side.

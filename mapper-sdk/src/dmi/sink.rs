@@ -38,6 +38,8 @@ struct Sink {
     /// The desired value each property was last seen to hold (observedDesired).
     observed: BTreeMap<(DeviceId, String), String>,
     warned_desired: std::collections::BTreeSet<(DeviceId, String)>,
+    /// Since when edgecore's limiter refuses calls (None: it accepts them).
+    limited_since: Option<Instant>,
     /// Devices whose reportToCloud-false properties were logged.
     warned_quiet: std::collections::BTreeSet<DeviceId>,
 }
@@ -106,6 +108,12 @@ impl Sink {
                     .shared
                     .lock_store()
                     .report_meta(&key_of_id(device.as_str()));
+                // A removed device is not reported any more (edgecore would drop it): its
+                // worker's last "offline" stays here.
+                if meta.is_none() {
+                    debug!(device = %device, "dmi: state of a device edgecore removed; not sent");
+                    return;
+                }
                 match self.shared.settings.report {
                     ReportPath::Mqtt => self.forward(Outbound::State { device, state }).await,
                     ReportPath::Dmi => {
@@ -240,6 +248,13 @@ impl Sink {
             Ok(()) => {
                 self.queue.sent(&due, Instant::now());
                 self.backoff.reset();
+                self.shared.call_accepted();
+                if self.limited_since.take().is_some() {
+                    info!(
+                        rate = self.shared.budget_rate(),
+                        "dmi: edgecore accepts reports again after its rate limit"
+                    );
+                }
                 if self.edgecore_down {
                     self.edgecore_down = false;
                     info!("dmi: edgecore accepts reports again");
@@ -273,12 +288,27 @@ impl Sink {
                         status.message()
                     );
                 }
-                if retry {
+                if is_limited(&status) {
+                    // The budget was drained and its rate halved: it paces the retries
+                    // (edgecore's bucket gains a token per second).
+                    let now = Instant::now();
+                    if self.limited_since.is_none() {
+                        self.limited_since = Some(now);
+                        warn!(
+                            rate = self.shared.budget_rate(),
+                            "dmi: edgecore's rate limit was hit (it is shared by every mapper of the node); reports slow down, latest values kept"
+                        );
+                    } else {
+                        debug!(
+                            rate = self.shared.budget_rate(),
+                            "dmi: edgecore's rate limit was hit again"
+                        );
+                    }
+                    self.not_before = now + Duration::from_secs(1);
+                    self.queue.retry(due);
+                } else if retry {
                     let wait = self.backoff.next_delay();
                     debug!(code = ?code, retry_in = ?wait, "dmi: report failed: {}", status.message());
-                    if is_limited(&status) {
-                        warn!(retry_in = ?wait, "dmi: edgecore's rate limit was hit; reports slow down");
-                    }
                     self.not_before = Instant::now() + wait;
                     self.queue.retry(due);
                 } else {
@@ -318,6 +348,7 @@ pub(super) async fn run(
         observed: BTreeMap::new(),
         warned_desired: std::collections::BTreeSet::new(),
         warned_quiet: std::collections::BTreeSet::new(),
+        limited_since: None,
     };
     if sink.shared.settings.report == ReportPath::Mqtt {
         let _ = sink.mqtt();
