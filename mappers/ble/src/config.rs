@@ -510,10 +510,42 @@ const KNOWN_VISITOR_KEYS: &[&str] = &[
     "protocolname",
 ];
 
+/// DMI's configData holds only scalars, so on KubeEdge 1.15+ the structured parts of a
+/// visitor (`dataWrite`, `dataConverter`, `orderOfOperations`) are written as JSON text
+/// (`dataWrite: '{"ON":[1],"OFF":[0]}'`). Such strings become the structures they hold,
+/// whichever source the device came from.
+fn unstring_structures(visitor: &Map<String, Json>) -> Option<Map<String, Json>> {
+    const STRUCTURED: [&str; 3] = ["datawrite", "dataconverter", "orderofoperations"];
+    let parse = |k: &String, v: &Json| -> Option<Json> {
+        let Json::String(text) = v else { return None };
+        if !STRUCTURED.contains(&k.to_ascii_lowercase().as_str()) {
+            return None;
+        }
+        let t = text.trim_start();
+        if !(t.starts_with('{') || t.starts_with('[')) {
+            return None;
+        }
+        serde_json::from_str::<Json>(text)
+            .ok()
+            .filter(|j| j.is_object() || j.is_array())
+    };
+    if !visitor.iter().any(|(k, v)| parse(k, v).is_some()) {
+        return None;
+    }
+    Some(
+        visitor
+            .iter()
+            .map(|(k, v)| (k.clone(), parse(k, v).unwrap_or_else(|| v.clone())))
+            .collect(),
+    )
+}
+
 /// Parses and validates one property's visitor config.
 pub fn parse_visitor(property: &PropertyDef) -> Result<BleVisitor, ConfigError> {
     let empty = Map::new();
-    let visitor = as_object(&property.visitor, "visitorConfig")?.unwrap_or(&empty);
+    let given = as_object(&property.visitor, "visitorConfig")?.unwrap_or(&empty);
+    let unstrung = unstring_structures(given);
+    let visitor = unstrung.as_ref().unwrap_or(given);
     let custom = match get_set(visitor, "customizedValues") {
         Some(v) => as_object(v, "visitorConfig.customizedValues")?,
         None => None,

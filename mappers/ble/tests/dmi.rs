@@ -127,7 +127,15 @@ async fn the_led_is_registered_over_dmi_switched_by_update_device_and_reported()
         unreachable!()
     };
     assert_eq!(reg.mapper.protocol, "bluetooth");
-    assert_eq!(reg.devices, vec![Key::new("default", "ble-led")]);
+    assert_eq!(
+        reg.devices,
+        vec![Key::new("default", "ble-led")],
+        "{:?}",
+        ec.events()
+            .iter()
+            .filter(|e| matches!(e, Event::Skipped(_)))
+            .collect::<Vec<_>>()
+    );
     // The spec's desired OFF is written and reported back.
     assert!(
         wait_until(WAIT, || last_reported(&ec, "switch")
