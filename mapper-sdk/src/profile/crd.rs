@@ -285,7 +285,9 @@ fn beta_device(res: Resource, drafts: &mut Drafts) -> Result<(), String> {
     let mut d = Draft {
         id: name.clone(),
         name: name.clone(),
-        namespace: Some(res.metadata.namespace.unwrap_or_else(|| "default".into())),
+        // No namespace stays none: a 1.15 edgecore keys DMI devices by name alone (the
+        // `{namespace}/{name}` scheme still assumes `mapper.namespace` for them).
+        namespace: res.metadata.namespace,
         model: spec.device_model_ref.name,
         unit: Some(CycleUnit::Millis),
         ..Draft::default()

@@ -137,9 +137,18 @@ fn config(extra_dmi: &str) -> String {
 }
 
 async fn edgecore(dir: &Path, fixtures: &str, limiter: Option<LimiterConfig>) -> Edgecore {
+    edgecore_of(Version::V1_23, dir, fixtures, limiter).await
+}
+
+async fn edgecore_of(
+    version: Version,
+    dir: &Path,
+    fixtures: &str,
+    limiter: Option<LimiterConfig>,
+) -> Edgecore {
     Edgecore::start(
         dir.join("dmi.sock"),
-        Version::V1_23,
+        version,
         Fixtures::from_yaml(fixtures).unwrap(),
         limiter,
     )
@@ -557,10 +566,11 @@ async fn reports_of_100_devices_stay_within_the_budget_and_none_starves() {
     let mut devices = std::collections::BTreeSet::new();
     let mut twice = Vec::new();
     for e in ec.events() {
-        if let Event::Reported(r) = e {
-            if r.property == "temperature" && !devices.insert(r.device.name.clone()) {
-                twice.push(r.device.name);
-            }
+        if let Event::Reported(r) = e
+            && r.property == "temperature"
+            && !devices.insert(r.device.name.clone())
+        {
+            twice.push(r.device.name);
         }
     }
     assert!(
@@ -612,4 +622,99 @@ async fn the_latest_value_of_every_device_arrives_under_the_budget() {
         mapper.log()
     );
     no_violations(&ec);
+}
+
+/// KubeEdge 1.15: no namespaces (devices keyed by name) and no ReportDeviceStates: the
+/// mapper registers, reports twins with an empty namespace, gets `Unimplemented` for
+/// states once and stops sending them, and still takes UpdateDevice writes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_kubeedge_1_15_edgecore_gets_name_keyed_reports_and_no_state_calls() {
+    let dir = tempfile::tempdir().unwrap();
+    let (sim, port) = thermostat_sim().await;
+    let ec = edgecore_of(
+        Version::V1_15,
+        dir.path(),
+        &thermostat_fixtures(port, 1),
+        None,
+    )
+    .await;
+    let mapper = Mapper::start(dir.path(), &config(""));
+    expect_reported(&ec, &mapper, "thermostat", THERMOSTAT).await;
+    assert!(
+        ec.events().iter().all(|e| match e {
+            Event::Reported(r) => r.device.namespace.is_empty(),
+            _ => true,
+        }),
+        "a 1.15 report carried a namespace"
+    );
+    ec.set_desired(&key("thermostat"), "mode", "3").unwrap();
+    ec.update_device(&key("thermostat")).await.unwrap();
+    assert!(
+        wait_until(WAIT, || sim.read_holding(1, 11).unwrap() == 3).await,
+        "{}",
+        mapper.log()
+    );
+    // States: refused once with Unimplemented, then never tried again.
+    let states = calls(&ec, Method::ReportDeviceStates);
+    assert!(
+        states.len() <= 1,
+        "{} state calls to a 1.15 edgecore",
+        states.len()
+    );
+    assert!(states.iter().all(|c| c.code == tonic::Code::Unimplemented));
+    no_violations(&ec);
+}
+
+/// `dmi.report: mqtt`: devices and desired values come over DMI, reports go to the broker
+/// on `{namespace}/{name}` topics, and edgecore gets no report calls.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_mqtt_report_path_publishes_on_namespace_name_topics() {
+    let Some(broker) = mapper_sdk::testing::Mosquitto::start() else {
+        return;
+    };
+    let peer = mapper_sdk::testing::TwinPeer::connect(broker.port).await;
+    let dir = tempfile::tempdir().unwrap();
+    let (sim, port) = thermostat_sim().await;
+    let ec = edgecore(dir.path(), &thermostat_fixtures(port, 1), None).await;
+    let mapper = Mapper::start(
+        dir.path(),
+        &format!(
+            "{}  report: mqtt\nmqtt:\n  server: {}\n  clientId: dmi-mqtt-{}\n",
+            config(""),
+            broker.url(),
+            std::process::id()
+        ),
+    );
+    for (property, want) in THERMOSTAT {
+        assert!(
+            peer.wait(WAIT, |p| p
+                .last_actual("default/thermostat", property)
+                .as_deref()
+                == Some(*want))
+                .await,
+            "default/thermostat.{property}: {:?}\n{}",
+            peer.last_actual("default/thermostat", property),
+            mapper.log()
+        );
+    }
+    assert!(
+        peer.wait(WAIT, |p| p.last_state("default/thermostat").as_deref()
+            == Some("online"))
+            .await
+    );
+    // Writes still come from edgecore.
+    ec.set_desired(&key("thermostat"), "setpoint", "21.5")
+        .unwrap();
+    ec.update_device(&key("thermostat")).await.unwrap();
+    assert!(wait_until(WAIT, || sim.read_holding(1, 10).unwrap() == 215).await);
+    assert!(
+        peer.wait(WAIT, |p| p
+            .last_actual("default/thermostat", "setpoint")
+            .as_deref()
+            == Some("21.5"))
+            .await
+    );
+    assert!(calls(&ec, Method::ReportDeviceStatus).is_empty());
+    assert!(calls(&ec, Method::ReportDeviceStates).is_empty());
+    assert_eq!(registrations(&ec), 1);
 }
