@@ -241,6 +241,18 @@ async fn registers_when_edgecore_comes_up_and_reports_the_registered_devices() {
     // The desired value of the spec is written and echoed as observedDesired.
     let (_, observed) = last_reported(&ec, "thermostat", "setpoint").unwrap();
     assert_eq!(observed, "20");
+    // GetDevice answers with the last values read.
+    let got = ec.get_device("modbus", &key("thermostat")).await.unwrap();
+    let twins = got.device.and_then(|d| d.status).map(|s| s.twins).unwrap_or_default();
+    let value = |name: &str| {
+        twins
+            .iter()
+            .find(|t| t.property_name == name)
+            .and_then(|t| t.reported.as_ref())
+            .map(|r| r.value.clone())
+    };
+    assert_eq!(value("temperature").as_deref(), Some("21.5"), "{twins:?}");
+    assert_eq!(value("heating").as_deref(), Some("true"), "{twins:?}");
     assert!(
         ec.wait_for(
             |e| matches!(e, Event::State(s) if s.state == "online"),
