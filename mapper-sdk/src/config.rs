@@ -66,6 +66,10 @@ pub struct MqttSection {
     pub keep_alive: Option<u64>,
     /// The largest incoming message accepted, in bytes (default 1 MiB).
     pub max_message_bytes: Option<usize>,
+    /// The most reports kept while the broker is unreachable (default 10000).
+    pub buffer_max_messages: Option<usize>,
+    /// Reports older than this many seconds are dropped from the buffer (default 3600).
+    pub buffer_max_age_seconds: Option<u64>,
 }
 
 /// `mapper:` keys.
@@ -340,6 +344,12 @@ impl Settings {
                 });
             }
             mqtt.max_message_bytes = n;
+        }
+        if let Some(n) = m.buffer_max_messages {
+            mqtt.buffer.max_messages = n;
+        }
+        if let Some(s) = m.buffer_max_age_seconds {
+            mqtt.buffer.max_age = Duration::from_secs(s);
         }
         // Empty strings mean "unset", as in Go: the stock mappers-go config.yaml has
         // `certification: ""` next to a `tcp://` server.
