@@ -161,7 +161,12 @@ async fn reports_made_while_the_broker_is_down_arrive_after_it_returns() {
     let received = peer.received.lock().unwrap().clone();
     let dev1: Vec<(String, Json)> = received
         .iter()
-        .filter(|m| m.topic.contains("/dev1/") && !m.topic.ends_with("/twin/get"))
+        .filter(|m| {
+            m.topic.contains("/dev1/")
+                && ["/twin/update", "/data/update", "/state/update"]
+                    .iter()
+                    .any(|k| m.topic.ends_with(k))
+        })
         .map(|m| (m.topic.clone(), m.payload.clone()))
         .collect();
     // Everything made before the restart comes before everything made after it.
