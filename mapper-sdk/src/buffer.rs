@@ -124,6 +124,7 @@ pub struct Buffer {
     states: HashMap<DeviceId, i64>,
     dropped: u64,
     last_expire: i64,
+    changes: u64,
     stats: Arc<BufferStats>,
 }
 
@@ -139,6 +140,7 @@ impl Buffer {
             states: HashMap::new(),
             dropped: 0,
             last_expire: i64::MIN,
+            changes: 0,
             stats: Arc::default(),
         }
     }
@@ -161,6 +163,11 @@ impl Buffer {
     /// Messages dropped so far.
     pub fn dropped(&self) -> u64 {
         self.dropped
+    }
+
+    /// Grows with every change of the content (to tell whether a saved copy is current).
+    pub fn changes(&self) -> u64 {
+        self.changes
     }
 
     /// The kept reports, oldest first (for persistence and tests).
@@ -208,6 +215,7 @@ impl Buffer {
     pub fn pop(&mut self, now: i64) -> Option<Entry> {
         let cutoff = self.cutoff(now);
         while let Some((seq, entry)) = self.entries.pop_first() {
+            self.changes += 1;
             self.unindex(seq, &entry);
             if entry.at < cutoff {
                 self.dropped += 1;
@@ -226,6 +234,7 @@ impl Buffer {
     }
 
     fn insert(&mut self, seq: i64, mut entry: Entry, coalesce: bool) {
+        self.changes += 1;
         match &mut entry.item {
             Item::Twin { device, values } => {
                 if coalesce {
@@ -310,6 +319,7 @@ impl Buffer {
 
     fn drop_seq(&mut self, seq: i64) {
         if let Some(entry) = self.entries.remove(&seq) {
+            self.changes += 1;
             self.unindex(seq, &entry);
             self.dropped += 1;
         }

@@ -70,6 +70,8 @@ pub struct MqttSection {
     pub buffer_max_messages: Option<usize>,
     /// Reports older than this many seconds are dropped from the buffer (default 3600).
     pub buffer_max_age_seconds: Option<u64>,
+    /// Keeps the buffer in this file across restarts (default: memory only).
+    pub buffer_file: Option<PathBuf>,
 }
 
 /// `mapper:` keys.
@@ -351,6 +353,7 @@ impl Settings {
         if let Some(s) = m.buffer_max_age_seconds {
             mqtt.buffer.max_age = Duration::from_secs(s);
         }
+        mqtt.buffer_file = m.buffer_file.filter(|p| !p.as_os_str().is_empty());
         // Empty strings mean "unset", as in Go: the stock mappers-go config.yaml has
         // `certification: ""` next to a `tcp://` server.
         let set = |p: Option<PathBuf>| p.filter(|p| !p.as_os_str().is_empty());

@@ -11,6 +11,7 @@
 pub mod about;
 pub mod app;
 pub mod buffer;
+pub mod buffer_file;
 pub mod config;
 #[cfg(feature = "dmi")]
 pub mod dmi;

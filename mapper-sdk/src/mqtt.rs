@@ -24,6 +24,7 @@ use tokio::task::JoinHandle;
 use tracing::{debug, error, info, warn};
 
 use crate::buffer::{Buffer, BufferLimits, BufferStats, Entry, Item};
+use crate::buffer_file;
 use crate::excerpt::excerpt;
 use crate::model::{DeviceId, StateNames};
 use crate::runtime::{Inbound, Outbound};
@@ -58,6 +59,8 @@ pub struct MqttSettings {
     pub max_message_bytes: usize,
     /// What is kept while the broker is unreachable.
     pub buffer: BufferLimits,
+    /// Where the buffer is kept across restarts (`mqtt.bufferFile`), if anywhere.
+    pub buffer_file: Option<PathBuf>,
 }
 
 /// The largest packet the MQTT client reads before it gives up on the connection. Far
@@ -137,6 +140,7 @@ impl MqttSettings {
             node_name: None,
             max_message_bytes: DEFAULT_MAX_MESSAGE_BYTES,
             buffer: BufferLimits::default(),
+            buffer_file: None,
         })
     }
 
@@ -301,6 +305,9 @@ const FLUSH_BATCH: usize = 64;
 /// The wait before trying again when the client's request queue is full.
 const FLUSH_RETRY: Duration = Duration::from_millis(5);
 
+/// How often a changed buffer is written to `mqtt.bufferFile`.
+const SAVE_EVERY: Duration = Duration::from_secs(5);
+
 /// How long shutdown keeps publishing the buffer while connected.
 const CLOSE_FLUSH: Duration = Duration::from_secs(3);
 
@@ -326,7 +333,10 @@ impl Mqtt {
         eventloop.network_options.set_connection_timeout(10);
         let (ctl_tx, ctl_rx) = mpsc::channel(16);
         let (suback_tx, suback_rx) = watch::channel(0u64);
-        let buffer = Buffer::new(settings.buffer);
+        let mut buffer = Buffer::new(settings.buffer);
+        if let Some(path) = &settings.buffer_file {
+            restore(&mut buffer, path);
+        }
         let stats = buffer.stats();
         let settings = Arc::new(settings);
         let events = tokio::spawn(event_loop(
@@ -346,8 +356,10 @@ impl Mqtt {
             inbound,
             get_seq: 0,
             awaiting: std::collections::BTreeMap::new(),
+            saved: buffer.changes(),
             buffer,
             flush_at: None,
+            next_save: tokio::time::Instant::now() + SAVE_EVERY,
         };
         let publisher = tokio::spawn(publisher.run(outbound, ctl_rx));
         Ok(Self {
@@ -375,6 +387,24 @@ impl Mqtt {
         if tokio::time::timeout(limit, both).await.is_err() {
             warn!("mqtt did not flush within {limit:?}");
         }
+    }
+}
+
+/// Loads what a previous run left in the buffer file; a broken file is a warning and
+/// an empty start.
+fn restore(buffer: &mut Buffer, path: &std::path::Path) {
+    match buffer_file::load(path) {
+        Ok(entries) => {
+            let now = twin::now_millis();
+            let n = entries.len();
+            for e in entries {
+                buffer.push(now, e);
+            }
+            if n > 0 {
+                info!(file = %path.display(), restored = n, kept = buffer.len(), "reports the broker had not received before the restart are kept");
+            }
+        }
+        Err(e) => warn!(error = %e, "the buffer file cannot be read; starting with an empty buffer"),
     }
 }
 
@@ -507,6 +537,10 @@ struct Publisher {
     buffer: Buffer,
     /// When the client's queue was full: when to try the buffer again.
     flush_at: Option<tokio::time::Instant>,
+    /// [`Buffer::changes`] when the buffer file was last written.
+    saved: u64,
+    /// When a changed buffer is written next.
+    next_save: tokio::time::Instant,
 }
 
 impl Publisher {
@@ -516,6 +550,7 @@ impl Publisher {
             let retry_at = self.awaiting.values().map(|(t, _)| *t).min();
             let flushing = self.connected && !self.buffer.is_empty();
             let flush_at = self.flush_at;
+            let save_due = self.settings.buffer_file.is_some() && self.buffer.changes() != self.saved;
             tokio::select! {
                 biased;
                 c = ctl.recv(), if ctl_open => match c {
@@ -565,6 +600,9 @@ impl Publisher {
                         None => {}
                     }
                 }, if flushing => self.flush(),
+                () = tokio::time::sleep_until(self.next_save), if save_due => {
+                    self.save();
+                }
             }
         }
         self.close(ctl, ctl_open).await;
@@ -597,10 +635,12 @@ impl Publisher {
                 break;
             }
         }
-        if !self.buffer.is_empty() {
+        if self.settings.buffer_file.is_some() {
+            self.save();
+        } else if !self.buffer.is_empty() {
             warn!(
                 buffered = self.buffer.len(),
-                "shutting down with reports the broker has not received; they are dropped"
+                "shutting down with reports the broker has not received; they are dropped (set mqtt.bufferFile to keep them)"
             );
         }
         if let Err(e) = self.client.disconnect().await {
@@ -749,6 +789,22 @@ impl Publisher {
             }
         }
         self.log_drops(before);
+        // Once all is delivered, the file must not bring it back after a restart.
+        if self.buffer.is_empty() && self.buffer.changes() != self.saved {
+            self.save();
+        }
+    }
+
+    /// Writes the buffer to `mqtt.bufferFile`, when set.
+    fn save(&mut self) {
+        self.next_save = tokio::time::Instant::now() + SAVE_EVERY;
+        let Some(path) = &self.settings.buffer_file else {
+            return;
+        };
+        match buffer_file::save(path, self.buffer.entries()) {
+            Ok(()) => self.saved = self.buffer.changes(),
+            Err(e) => warn!(error = %e, "the buffer file cannot be written"),
+        }
     }
 
     /// Hands one report to the client without waiting; false when its queue is full.
