@@ -226,3 +226,103 @@ async fn reports_made_while_the_broker_is_down_arrive_after_it_returns() {
     assert_eq!(states, ["online"], "{old:#?}");
     mapper.stop().await;
 }
+
+/// The mapper's own publishes about dev1, in arrival order.
+fn mapper_reports(peer: &TwinPeer) -> Vec<(String, Json)> {
+    peer.received
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|m| {
+            m.topic.contains("/dev1/")
+                && ["/twin/update", "/data/update", "/state/update"]
+                    .iter()
+                    .any(|k| m.topic.ends_with(k))
+        })
+        .map(|m| (m.topic.clone(), m.payload.clone()))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_buffer_file_carries_reports_across_a_mapper_restart() {
+    let Some(mut broker) = Mosquitto::start() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("buffer.json");
+    let peer = TwinPeer::connect(broker.port).await;
+    let gate = Gate::start(broker.port).await;
+    let state = MemoryState::default();
+    state.set("dev1", "temperature", Value::Int(25));
+    state.set("dev1", "mode", Value::String("auto".into()));
+    state.set("dev1", "humidity", Value::Int(40));
+    let mut base = test_settings(&broker, "test-file", ProfileSetting::Inline(profile()));
+    base.mqtt.port = gate.port;
+    base.mqtt.buffer_file = Some(file.clone());
+    let settings = || base.clone();
+    let mapper = InProcessMapper::start(MemoryDriver::new(state.clone()), settings());
+    assert!(peer.wait_subscribed("dev1", WAIT).await);
+
+    let attempts = gate.attempts.load(Ordering::SeqCst);
+    broker.kill();
+    gate.open.store(false, Ordering::SeqCst);
+    peer.clear();
+    assert!(wait_until(WAIT, || gate.attempts.load(Ordering::SeqCst) > attempts).await);
+    let set_41 = now_millis();
+    state.set("dev1", "humidity", Value::Int(41));
+    wait_reads(&state).await;
+    // The mapper stops with the broker still away: the buffer goes to the file.
+    mapper.stop().await;
+    let stopped = now_millis();
+    assert!(file.exists(), "written on shutdown");
+
+    let mapper = InProcessMapper::start(MemoryDriver::new(state.clone()), settings());
+    let subscribed = peer.subscriptions();
+    broker.restart();
+    assert!(peer.wait(WAIT, |p| p.subscriptions() > subscribed).await);
+    gate.open.store(true, Ordering::SeqCst);
+    // The sample taken by the first run arrives, first, with its own timestamp.
+    assert!(
+        peer.wait(WAIT, |p| mapper_reports(p).iter().any(|(t, m)| t
+            .ends_with("/data/update")
+            && m["data"]["humidity"]["value"] == "41"
+            && (set_41..stopped).contains(&ts(m))))
+            .await,
+        "{:#?}",
+        mapper_reports(&peer)
+    );
+    let reports = mapper_reports(&peer);
+    assert!(ts(&reports[0].1) < stopped, "restored reports go first: {reports:#?}");
+    for (i, m) in reports.iter().enumerate() {
+        assert!(!reports[..i].contains(m), "sent twice: {m:?}");
+    }
+    // Delivered, the file is gone: a later restart does not send it again.
+    assert!(wait_until(WAIT, || !file.exists()).await);
+    mapper.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_corrupt_buffer_file_is_a_warning_and_an_empty_start() {
+    let Some(broker) = Mosquitto::start() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("buffer.json");
+    std::fs::write(&file, b"not json").unwrap();
+    let peer = TwinPeer::connect(broker.port).await;
+    let state = MemoryState::default();
+    state.set("dev1", "temperature", Value::Int(25));
+    state.set("dev1", "mode", Value::String("auto".into()));
+    state.set("dev1", "humidity", Value::Int(40));
+    let mut settings = test_settings(&broker, "test-corrupt", ProfileSetting::Inline(profile()));
+    settings.mqtt.buffer_file = Some(file.clone());
+    let mapper = InProcessMapper::start(MemoryDriver::new(state.clone()), settings);
+    assert!(
+        peer.wait(WAIT, |p| p.last_actual("dev1", "temperature").as_deref()
+            == Some("25"))
+            .await
+    );
+    mapper.stop().await;
+    // Nothing was left undelivered: the broken file was replaced by an empty buffer.
+    assert!(!file.exists());
+}
