@@ -445,7 +445,10 @@ mod tests {
         let stats = b.stats();
         assert_eq!((stats.buffered(), stats.dropped()), (3, 2));
         let got = drain(&mut b, 10);
-        assert_eq!(got, vec![data(2, "a", "2"), data(3, "a", "3"), data(4, "a", "4")]);
+        assert_eq!(
+            got,
+            vec![data(2, "a", "2"), data(3, "a", "3"), data(4, "a", "4")]
+        );
         assert_eq!(stats.buffered(), 0);
         // A dropped twin no longer takes part in coalescing.
         let mut b = Buffer::new(limits(1, 3600));

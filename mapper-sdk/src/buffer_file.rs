@@ -307,7 +307,11 @@ mod tests {
     fn a_corrupt_file_is_an_error_naming_it() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("buffer.json");
-        std::fs::write(&path, b"{\"version\": 1, \"entries\": [{\"kind\": \"nope\"}]}").unwrap();
+        std::fs::write(
+            &path,
+            b"{\"version\": 1, \"entries\": [{\"kind\": \"nope\"}]}",
+        )
+        .unwrap();
         let err = load(&path).unwrap_err();
         assert!(matches!(err, BufferFileError::Corrupt { .. }), "{err}");
         assert!(err.to_string().contains("buffer.json"), "{err}");

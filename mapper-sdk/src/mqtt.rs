@@ -404,7 +404,9 @@ fn restore(buffer: &mut Buffer, path: &std::path::Path) {
                 info!(file = %path.display(), restored = n, kept = buffer.len(), "reports the broker had not received before the restart are kept");
             }
         }
-        Err(e) => warn!(error = %e, "the buffer file cannot be read; starting with an empty buffer"),
+        Err(e) => {
+            warn!(error = %e, "the buffer file cannot be read; starting with an empty buffer")
+        }
     }
 }
 
@@ -482,7 +484,9 @@ async fn hand_back_undelivered(eventloop: &mut EventLoop, ctl: &mpsc::Sender<Ctl
         return; // shutting down
     }
     if tokio::time::timeout(STOP_WAIT, stopped_rx).await.is_err() {
-        warn!("the mqtt publisher did not pause within {STOP_WAIT:?}; collecting undelivered messages anyway");
+        warn!(
+            "the mqtt publisher did not pause within {STOP_WAIT:?}; collecting undelivered messages anyway"
+        );
     }
     // `clean` moves in-flight publishes and the queued requests into `pending`.
     eventloop.clean();
@@ -550,7 +554,8 @@ impl Publisher {
             let retry_at = self.awaiting.values().map(|(t, _)| *t).min();
             let flushing = self.connected && !self.buffer.is_empty();
             let flush_at = self.flush_at;
-            let save_due = self.settings.buffer_file.is_some() && self.buffer.changes() != self.saved;
+            let save_due =
+                self.settings.buffer_file.is_some() && self.buffer.changes() != self.saved;
             tokio::select! {
                 biased;
                 c = ctl.recv(), if ctl_open => match c {
@@ -766,7 +771,12 @@ impl Publisher {
         let payload = twin::twin_get_payload(&event_id, twin::now_millis());
         if let Err(e) = self
             .client
-            .publish(twin::twin_get_topic(id), self.settings.qos(), false, payload)
+            .publish(
+                twin::twin_get_topic(id),
+                self.settings.qos(),
+                false,
+                payload,
+            )
             .await
         {
             error!(error = %e, "mqtt publish failed");

@@ -121,7 +121,9 @@ async fn reports_made_while_the_broker_is_down_arrive_after_it_returns() {
     state.set("dev1", "humidity", Value::Int(41));
     wait_reads(&state).await;
     // The device drops off and comes back: offline, then online (the latest state).
-    state.with("dev1", |d| d.io_error = Some(DriverError::Link("cable".into())));
+    state.with("dev1", |d| {
+        d.io_error = Some(DriverError::Link("cable".into()))
+    });
     assert!(wait_until(WAIT, || state.with("dev1", |d| d.io_failures) >= 2).await);
     state.with("dev1", |d| d.io_error = None);
     let connects = state.with("dev1", |d| d.connects);
@@ -283,16 +285,20 @@ async fn the_buffer_file_carries_reports_across_a_mapper_restart() {
     gate.open.store(true, Ordering::SeqCst);
     // The sample taken by the first run arrives, first, with its own timestamp.
     assert!(
-        peer.wait(WAIT, |p| mapper_reports(p).iter().any(|(t, m)| t
-            .ends_with("/data/update")
-            && m["data"]["humidity"]["value"] == "41"
-            && (set_41..stopped).contains(&ts(m))))
+        peer.wait(WAIT, |p| mapper_reports(p)
+            .iter()
+            .any(|(t, m)| t.ends_with("/data/update")
+                && m["data"]["humidity"]["value"] == "41"
+                && (set_41..stopped).contains(&ts(m))))
             .await,
         "{:#?}",
         mapper_reports(&peer)
     );
     let reports = mapper_reports(&peer);
-    assert!(ts(&reports[0].1) < stopped, "restored reports go first: {reports:#?}");
+    assert!(
+        ts(&reports[0].1) < stopped,
+        "restored reports go first: {reports:#?}"
+    );
     for (i, m) in reports.iter().enumerate() {
         assert!(!reports[..i].contains(m), "sent twice: {m:?}");
     }
