@@ -6,6 +6,13 @@
 //! subscribes to each device's delta and get-result topics at QoS 1, waits for the
 //! SUBACKs and sends a `twin/get` per device. On shutdown it publishes what is queued,
 //! then disconnects, so the last offline states reach the broker.
+//!
+//! Store and forward: reports are handed to the client only while connected and with
+//! nothing buffered ahead of them; otherwise they go to the [`Buffer`]. On a disconnect
+//! the event loop hands back what the client had taken but not delivered (rumqttc drops
+//! it with a clean session), and the buffer is the only copy. After the reconnect the
+//! buffer is published in order, with the reports' own timestamps, before newer reports;
+//! the runtime's resync then republishes every device's state and values.
 
 use std::collections::BTreeSet;
 use std::fs::File;
@@ -600,9 +607,8 @@ impl Publisher {
                     None => break,
                 },
                 () = async {
-                    match flush_at {
-                        Some(t) => tokio::time::sleep_until(t).await,
-                        None => {}
+                    if let Some(t) = flush_at {
+                        tokio::time::sleep_until(t).await;
                     }
                 }, if flushing => self.flush(),
                 () = tokio::time::sleep_until(self.next_save), if save_due => {
