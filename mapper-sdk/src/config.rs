@@ -647,6 +647,29 @@ mod tests {
     }
 
     #[test]
+    fn buffer_keys_are_read_with_defaults() {
+        let args = CommonArgs {
+            profile: Some("/tmp/p.json".into()),
+            ..CommonArgs::default()
+        };
+        let s = Settings::merge(&args, ConfigFile::default(), "modbus", None).unwrap();
+        assert_eq!(s.mqtt.buffer, crate::buffer::BufferLimits::default());
+        assert_eq!(s.mqtt.buffer_file, None);
+        let f = parse_config(
+            "mqtt:\n  bufferMaxMessages: 50\n  bufferMaxAgeSeconds: 60\n  bufferFile: /var/lib/m/buf.json\n",
+            Path::new("c.yaml"),
+        )
+        .unwrap();
+        let s = Settings::merge(&args, f, "modbus", None).unwrap();
+        assert_eq!(s.mqtt.buffer.max_messages, 50);
+        assert_eq!(s.mqtt.buffer.max_age, Duration::from_secs(60));
+        assert_eq!(
+            s.mqtt.buffer_file.as_deref(),
+            Some(Path::new("/var/lib/m/buf.json"))
+        );
+    }
+
+    #[test]
     fn device_profile_env_is_the_fallback() {
         let args = CommonArgs {
             profile: Some("/nonexistent/x.json".into()),
