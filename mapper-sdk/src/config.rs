@@ -66,6 +66,12 @@ pub struct MqttSection {
     pub keep_alive: Option<u64>,
     /// The largest incoming message accepted, in bytes (default 1 MiB).
     pub max_message_bytes: Option<usize>,
+    /// The most reports kept while the broker is unreachable (default 10000).
+    pub buffer_max_messages: Option<usize>,
+    /// Reports older than this many seconds are dropped from the buffer (default 3600).
+    pub buffer_max_age_seconds: Option<u64>,
+    /// Keeps the buffer in this file across restarts (default: memory only).
+    pub buffer_file: Option<PathBuf>,
 }
 
 /// `mapper:` keys.
@@ -341,6 +347,13 @@ impl Settings {
             }
             mqtt.max_message_bytes = n;
         }
+        if let Some(n) = m.buffer_max_messages {
+            mqtt.buffer.max_messages = n;
+        }
+        if let Some(s) = m.buffer_max_age_seconds {
+            mqtt.buffer.max_age = Duration::from_secs(s);
+        }
+        mqtt.buffer_file = m.buffer_file.filter(|p| !p.as_os_str().is_empty());
         // Empty strings mean "unset", as in Go: the stock mappers-go config.yaml has
         // `certification: ""` next to a `tcp://` server.
         let set = |p: Option<PathBuf>| p.filter(|p| !p.as_os_str().is_empty());
@@ -631,6 +644,29 @@ mod tests {
         // TLS from the URL, verified against the file's CA under the configured name.
         let tls = s.mqtt.tls.unwrap();
         assert_eq!(tls.server_name.as_deref(), Some("broker"));
+    }
+
+    #[test]
+    fn buffer_keys_are_read_with_defaults() {
+        let args = CommonArgs {
+            profile: Some("/tmp/p.json".into()),
+            ..CommonArgs::default()
+        };
+        let s = Settings::merge(&args, ConfigFile::default(), "modbus", None).unwrap();
+        assert_eq!(s.mqtt.buffer, crate::buffer::BufferLimits::default());
+        assert_eq!(s.mqtt.buffer_file, None);
+        let f = parse_config(
+            "mqtt:\n  bufferMaxMessages: 50\n  bufferMaxAgeSeconds: 60\n  bufferFile: /var/lib/m/buf.json\n",
+            Path::new("c.yaml"),
+        )
+        .unwrap();
+        let s = Settings::merge(&args, f, "modbus", None).unwrap();
+        assert_eq!(s.mqtt.buffer.max_messages, 50);
+        assert_eq!(s.mqtt.buffer.max_age, Duration::from_secs(60));
+        assert_eq!(
+            s.mqtt.buffer_file.as_deref(),
+            Some(Path::new("/var/lib/m/buf.json"))
+        );
     }
 
     #[test]

@@ -10,6 +10,8 @@
 
 pub mod about;
 pub mod app;
+pub mod buffer;
+pub mod buffer_file;
 pub mod config;
 #[cfg(feature = "dmi")]
 pub mod dmi;

@@ -6,6 +6,13 @@
 //! subscribes to each device's delta and get-result topics at QoS 1, waits for the
 //! SUBACKs and sends a `twin/get` per device. On shutdown it publishes what is queued,
 //! then disconnects, so the last offline states reach the broker.
+//!
+//! Store and forward: reports are handed to the client only while connected and with
+//! nothing buffered ahead of them; otherwise they go to the [`Buffer`]. On a disconnect
+//! the event loop hands back what the client had taken but not delivered (rumqttc drops
+//! it with a clean session), and the buffer is the only copy. After the reconnect the
+//! buffer is published in order, with the reports' own timestamps, before newer reports;
+//! the runtime's resync then republishes every device's state and values.
 
 use std::collections::BTreeSet;
 use std::fs::File;
@@ -15,14 +22,16 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use rumqttc::{
-    AsyncClient, Event, EventLoop, MqttOptions, Outgoing, Packet, QoS, SubscribeFilter,
-    TlsConfiguration, Transport,
+    AsyncClient, ClientError, Event, EventLoop, MqttOptions, Outgoing, Packet, QoS, Request,
+    SubscribeFilter, TlsConfiguration, Transport,
 };
 use thiserror::Error;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 use tracing::{debug, error, info, warn};
 
+use crate::buffer::{Buffer, BufferLimits, BufferStats, Entry, Item};
+use crate::buffer_file;
 use crate::excerpt::excerpt;
 use crate::model::{DeviceId, StateNames};
 use crate::runtime::{Inbound, Outbound};
@@ -55,6 +64,10 @@ pub struct MqttSettings {
     /// with a warning. The MQTT client itself takes up to [`CLIENT_PACKET_LIMIT`], so a
     /// large message never costs the connection or what is queued on it.
     pub max_message_bytes: usize,
+    /// What is kept while the broker is unreachable.
+    pub buffer: BufferLimits,
+    /// Where the buffer is kept across restarts (`mqtt.bufferFile`), if anywhere.
+    pub buffer_file: Option<PathBuf>,
 }
 
 /// The largest packet the MQTT client reads before it gives up on the connection. Far
@@ -133,6 +146,8 @@ impl MqttSettings {
             state_names: StateNames::default(),
             node_name: None,
             max_message_bytes: DEFAULT_MAX_MESSAGE_BYTES,
+            buffer: BufferLimits::default(),
+            buffer_file: None,
         })
     }
 
@@ -153,11 +168,7 @@ impl MqttSettings {
     }
 
     fn qos(&self) -> QoS {
-        match self.qos {
-            0 => QoS::AtMostOnce,
-            2 => QoS::ExactlyOnce,
-            _ => QoS::AtLeastOnce,
-        }
+        qos_of(self.qos)
     }
 }
 
@@ -275,7 +286,13 @@ impl rustls::client::danger::ServerCertVerifier for NamedVerifier {
 
 enum Ctl {
     Connected,
-    Disconnected,
+    /// The connection dropped. The publisher stops handing messages to the client,
+    /// answers on `stopped`, and then receives on `lost` what the client had taken but
+    /// not delivered (rumqttc drops it on the next clean session).
+    Disconnected {
+        stopped: oneshot::Sender<()>,
+        lost: oneshot::Receiver<Vec<Request>>,
+    },
     /// A twin/get result (or error answer) arrived for this device.
     GetAnswered(DeviceId),
 }
@@ -284,10 +301,28 @@ enum Ctl {
 const GET_RETRY_FIRST: Duration = Duration::from_secs(3);
 const GET_RETRY_MAX: Duration = Duration::from_secs(60);
 
+/// How long the event loop waits for the publisher to stop handing messages over after
+/// a disconnect, before it collects what the client holds anyway.
+const STOP_WAIT: Duration = Duration::from_secs(10);
+
+/// Reports taken from the buffer per turn of the publisher loop, so that new reports and
+/// control messages are read in between.
+const FLUSH_BATCH: usize = 64;
+
+/// The wait before trying again when the client's request queue is full.
+const FLUSH_RETRY: Duration = Duration::from_millis(5);
+
+/// How often a changed buffer is written to `mqtt.bufferFile`.
+const SAVE_EVERY: Duration = Duration::from_secs(5);
+
+/// How long shutdown keeps publishing the buffer while connected.
+const CLOSE_FLUSH: Duration = Duration::from_secs(3);
+
 /// The running MQTT adapter.
 pub struct Mqtt {
     events: JoinHandle<()>,
     publisher: JoinHandle<()>,
+    stats: Arc<BufferStats>,
 }
 
 impl Mqtt {
@@ -305,6 +340,11 @@ impl Mqtt {
         eventloop.network_options.set_connection_timeout(10);
         let (ctl_tx, ctl_rx) = mpsc::channel(16);
         let (suback_tx, suback_rx) = watch::channel(0u64);
+        let mut buffer = Buffer::new(settings.buffer);
+        if let Some(path) = &settings.buffer_file {
+            restore(&mut buffer, path);
+        }
+        let stats = buffer.stats();
         let settings = Arc::new(settings);
         let events = tokio::spawn(event_loop(
             eventloop,
@@ -323,21 +363,56 @@ impl Mqtt {
             inbound,
             get_seq: 0,
             awaiting: std::collections::BTreeMap::new(),
+            saved: buffer.changes(),
+            buffer,
+            flush_at: None,
+            next_save: tokio::time::Instant::now() + SAVE_EVERY,
         };
         let publisher = tokio::spawn(publisher.run(outbound, ctl_rx));
-        Ok(Self { events, publisher })
+        Ok(Self {
+            events,
+            publisher,
+            stats,
+        })
+    }
+
+    /// The counts of the store-and-forward buffer (buffered now, dropped since start).
+    pub fn buffer_stats(&self) -> Arc<BufferStats> {
+        Arc::clone(&self.stats)
     }
 
     /// Waits until the outbound queue is flushed and the client disconnected (the
     /// outbound senders must be dropped first), at most `limit`.
     pub async fn finish(self, limit: Duration) {
-        let Self { events, publisher } = self;
+        let Self {
+            events, publisher, ..
+        } = self;
         let both = async {
             let _ = publisher.await;
             let _ = events.await;
         };
         if tokio::time::timeout(limit, both).await.is_err() {
             warn!("mqtt did not flush within {limit:?}");
+        }
+    }
+}
+
+/// Loads what a previous run left in the buffer file; a broken file is a warning and
+/// an empty start.
+fn restore(buffer: &mut Buffer, path: &std::path::Path) {
+    match buffer_file::load(path) {
+        Ok(entries) => {
+            let now = twin::now_millis();
+            let n = entries.len();
+            for e in entries {
+                buffer.push(now, e);
+            }
+            if n > 0 {
+                info!(file = %path.display(), restored = n, kept = buffer.len(), "reports the broker had not received before the restart are kept");
+            }
+        }
+        Err(e) => {
+            warn!(error = %e, "the buffer file cannot be read; starting with an empty buffer")
         }
     }
 }
@@ -384,7 +459,7 @@ async fn event_loop(
             Err(e) => {
                 if connected {
                     connected = false;
-                    let _ = ctl.send(Ctl::Disconnected).await;
+                    hand_back_undelivered(&mut eventloop, &ctl).await;
                 }
                 if ctl.is_closed() {
                     return; // shutting down and the broker is gone
@@ -399,6 +474,31 @@ async fn event_loop(
             }
         }
     }
+}
+
+/// After a disconnect: waits until the publisher stops handing messages over, then gives
+/// it back everything the client took but did not deliver (in flight, unacknowledged, or
+/// still queued). With a clean session rumqttc would drop these on reconnect; handing
+/// them back makes the buffer their only store, so they are neither lost nor sent twice.
+async fn hand_back_undelivered(eventloop: &mut EventLoop, ctl: &mpsc::Sender<Ctl>) {
+    let (stopped_tx, stopped_rx) = oneshot::channel();
+    let (lost_tx, lost_rx) = oneshot::channel();
+    let msg = Ctl::Disconnected {
+        stopped: stopped_tx,
+        lost: lost_rx,
+    };
+    if ctl.send(msg).await.is_err() {
+        return; // shutting down
+    }
+    if tokio::time::timeout(STOP_WAIT, stopped_rx).await.is_err() {
+        warn!(
+            "the mqtt publisher did not pause within {STOP_WAIT:?}; collecting undelivered messages anyway"
+        );
+    }
+    // `clean` moves in-flight publishes and the queued requests into `pending`.
+    eventloop.clean();
+    let lost: Vec<Request> = eventloop.pending.drain(..).collect();
+    let _ = lost_tx.send(lost);
 }
 
 /// Routes a delta or get result; returns the device when it was a get result.
@@ -444,24 +544,39 @@ struct Publisher {
     get_seq: u64,
     /// Devices whose twin/get has not been answered yet: when to ask again, and the wait.
     awaiting: std::collections::BTreeMap<DeviceId, (tokio::time::Instant, Duration)>,
+    /// Reports kept while the broker is away, published in order once it is back.
+    buffer: Buffer,
+    /// When the client's queue was full: when to try the buffer again.
+    flush_at: Option<tokio::time::Instant>,
+    /// [`Buffer::changes`] when the buffer file was last written.
+    saved: u64,
+    /// When a changed buffer is written next.
+    next_save: tokio::time::Instant,
 }
 
 impl Publisher {
     async fn run(mut self, mut outbound: mpsc::Receiver<Outbound>, mut ctl: mpsc::Receiver<Ctl>) {
+        let mut ctl_open = true;
         loop {
             let retry_at = self.awaiting.values().map(|(t, _)| *t).min();
+            let flushing = self.connected && !self.buffer.is_empty();
+            let flush_at = self.flush_at;
+            let save_due =
+                self.settings.buffer_file.is_some() && self.buffer.changes() != self.saved;
             tokio::select! {
                 biased;
-                c = ctl.recv() => match c {
+                c = ctl.recv(), if ctl_open => match c {
                     Some(Ctl::Connected) => {
                         self.connected = true;
                         self.on_connected().await;
                     }
-                    Some(Ctl::Disconnected) => self.connected = false,
+                    Some(Ctl::Disconnected { stopped, lost }) => {
+                        self.on_disconnected(stopped, lost).await;
+                    }
                     Some(Ctl::GetAnswered(id)) => {
                         self.awaiting.remove(&id);
                     }
-                    None => break,
+                    None => ctl_open = false,
                 },
                 () = async {
                     match retry_at {
@@ -482,17 +597,134 @@ impl Publisher {
                     }
                 }
                 msg = outbound.recv() => match msg {
-                    Some(msg) => self.handle(msg).await,
+                    Some(msg) => {
+                        self.handle(msg).await;
+                        // New reports must not starve the buffer.
+                        if self.connected && self.flush_at.is_none() && !self.buffer.is_empty() {
+                            self.flush();
+                        }
+                    }
                     None => break,
                 },
+                () = async {
+                    if let Some(t) = flush_at {
+                        tokio::time::sleep_until(t).await;
+                    }
+                }, if flushing => self.flush(),
+                () = tokio::time::sleep_until(self.next_save), if save_due => {
+                    self.save();
+                }
             }
+        }
+        self.close(ctl, ctl_open).await;
+    }
+
+    /// Shutdown: publishes what is buffered while the broker is there (bounded), then
+    /// disconnects.
+    async fn close(&mut self, mut ctl: mpsc::Receiver<Ctl>, mut ctl_open: bool) {
+        let deadline = tokio::time::Instant::now() + CLOSE_FLUSH;
+        while self.connected && !self.buffer.is_empty() {
+            self.flush();
+            if self.buffer.is_empty() {
+                break;
+            }
+            let wake = self
+                .flush_at
+                .unwrap_or_else(|| tokio::time::Instant::now() + FLUSH_RETRY)
+                .min(deadline);
+            tokio::select! {
+                c = ctl.recv(), if ctl_open => match c {
+                    Some(Ctl::Disconnected { stopped, lost }) => {
+                        self.on_disconnected(stopped, lost).await;
+                    }
+                    Some(Ctl::Connected | Ctl::GetAnswered(_)) => {}
+                    None => ctl_open = false,
+                },
+                () = tokio::time::sleep_until(wake) => {}
+            }
+            if tokio::time::Instant::now() >= deadline {
+                break;
+            }
+        }
+        if self.settings.buffer_file.is_some() {
+            self.save();
+        } else if !self.buffer.is_empty() {
+            warn!(
+                buffered = self.buffer.len(),
+                "shutting down with reports the broker has not received; they are dropped (set mqtt.bufferFile to keep them)"
+            );
         }
         if let Err(e) = self.client.disconnect().await {
             debug!(error = %e, "mqtt disconnect request failed");
         }
     }
 
+    async fn on_disconnected(
+        &mut self,
+        stopped: oneshot::Sender<()>,
+        lost: oneshot::Receiver<Vec<Request>>,
+    ) {
+        self.connected = false;
+        self.flush_at = None;
+        let _ = stopped.send(());
+        let Ok(lost) = lost.await else {
+            return;
+        };
+        let now = twin::now_millis();
+        let entries: Vec<Entry> = lost
+            .into_iter()
+            .filter_map(|r| match r {
+                // twin/gets are asked again on reconnect.
+                Request::Publish(p) if !p.topic.ends_with("/twin/get") => Some(Entry {
+                    at: now,
+                    item: Item::Raw {
+                        topic: p.topic,
+                        qos: match p.qos {
+                            QoS::AtMostOnce => 0,
+                            QoS::AtLeastOnce => 1,
+                            QoS::ExactlyOnce => 2,
+                        },
+                        payload: p.payload.to_vec(),
+                    },
+                }),
+                _ => None,
+            })
+            .collect();
+        let before = self.buffer.dropped();
+        if !entries.is_empty() {
+            info!(
+                messages = entries.len(),
+                "mqtt connection lost; undelivered messages kept for the next connection"
+            );
+            self.buffer.push_front(now, entries);
+        }
+        self.log_drops(before);
+    }
+
+    fn log_drops(&self, before: u64) {
+        let dropped = self.buffer.dropped();
+        if dropped > before && (before == 0 || dropped / 1000 > before / 1000) {
+            warn!(
+                dropped,
+                limit = self.settings.buffer.max_messages,
+                max_age = ?self.settings.buffer.max_age,
+                "the broker is unreachable for long; the oldest buffered reports were dropped"
+            );
+        }
+    }
+
     async fn on_connected(&mut self) {
+        // Reports made while the broker was away keep their own values and timestamps:
+        // newer ones (the resync below) follow them instead of replacing them.
+        self.buffer.seal();
+        self.flush_at = None;
+        if !self.buffer.is_empty() {
+            info!(
+                buffered = self.buffer.len(),
+                dropped = self.buffer.dropped(),
+                "publishing reports buffered while the broker was unreachable"
+            );
+        }
         let mut filters = Vec::new();
         if let Some(node) = &self.settings.node_name {
             filters.push(SubscribeFilter::new(
@@ -543,37 +775,120 @@ impl Publisher {
         self.get_seq += 1;
         let event_id = format!("get-{}-{}", id, self.get_seq);
         let payload = twin::twin_get_payload(&event_id, twin::now_millis());
-        self.publish(twin::twin_get_topic(id), self.settings.qos(), payload)
-            .await;
-    }
-
-    async fn publish(&self, topic: String, qos: QoS, payload: Vec<u8>) {
-        if let Err(e) = self.client.publish(topic, qos, false, payload).await {
+        if let Err(e) = self
+            .client
+            .publish(
+                twin::twin_get_topic(id),
+                self.settings.qos(),
+                false,
+                payload,
+            )
+            .await
+        {
             error!(error = %e, "mqtt publish failed");
         }
     }
 
-    async fn handle(&mut self, msg: Outbound) {
+    /// Publishes buffered reports, oldest first, until the buffer is empty, a batch is
+    /// done, or the client's queue is full (then again after [`FLUSH_RETRY`]).
+    fn flush(&mut self) {
+        self.flush_at = None;
+        let before = self.buffer.dropped();
+        for _ in 0..FLUSH_BATCH {
+            let Some(entry) = self.buffer.pop(twin::now_millis()) else {
+                break;
+            };
+            if !self.try_send(&entry) {
+                self.buffer.unpop(entry);
+                self.flush_at = Some(tokio::time::Instant::now() + FLUSH_RETRY);
+                break;
+            }
+        }
+        self.log_drops(before);
+        // Once all is delivered, the file must not bring it back after a restart.
+        if self.buffer.is_empty() && self.buffer.changes() != self.saved {
+            self.save();
+        }
+    }
+
+    /// Writes the buffer to `mqtt.bufferFile`, when set.
+    fn save(&mut self) {
+        self.next_save = tokio::time::Instant::now() + SAVE_EVERY;
+        let Some(path) = &self.settings.buffer_file else {
+            return;
+        };
+        match buffer_file::save(path, self.buffer.entries()) {
+            Ok(()) => self.saved = self.buffer.changes(),
+            Err(e) => warn!(error = %e, "the buffer file cannot be written"),
+        }
+    }
+
+    /// Hands one report to the client without waiting; false when its queue is full.
+    fn try_send(&self, entry: &Entry) -> bool {
+        let (topic, qos, payload) = self.encode(entry);
+        match self.client.try_publish(topic, qos, false, payload) {
+            Ok(()) => true,
+            // A full queue (or, at shutdown only, a closed one: both look alike).
+            Err(ClientError::TryRequest(_)) => false,
+            Err(e) => {
+                error!(error = %e, "mqtt publish failed");
+                true
+            }
+        }
+    }
+
+    fn encode(&self, entry: &Entry) -> (String, QoS, Vec<u8>) {
+        let at = entry.at;
+        match &entry.item {
+            Item::Twin { device, values } => (
+                twin::twin_update_topic(device),
+                self.settings.qos(),
+                twin::twin_update_payload(values, at),
+            ),
+            Item::Data { topic, values, .. } => (
+                topic.clone(),
+                QoS::AtMostOnce,
+                twin::data_update_payload(values, at),
+            ),
+            Item::State { device, state } => (
+                twin::state_topic(device),
+                self.settings.qos(),
+                twin::state_payload(self.settings.state_names.name(*state), at),
+            ),
+            Item::Raw {
+                topic,
+                qos,
+                payload,
+            } => (topic.clone(), qos_of(*qos), payload.clone()),
+        }
+    }
+
+    /// Publishes a report at once when connected and nothing is buffered ahead of it;
+    /// otherwise keeps it in the buffer.
+    fn report(&mut self, item: Item) {
         let now = twin::now_millis();
+        let entry = Entry { at: now, item };
+        if self.connected && self.buffer.is_empty() && self.try_send(&entry) {
+            return;
+        }
+        let before = self.buffer.dropped();
+        self.buffer.push(now, entry);
+        self.log_drops(before);
+    }
+
+    async fn handle(&mut self, msg: Outbound) {
         match msg {
-            Outbound::Twin { device, values } => {
-                let payload = twin::twin_update_payload(&values, now);
-                self.publish(
-                    twin::twin_update_topic(&device),
-                    self.settings.qos(),
-                    payload,
-                )
-                .await;
-            }
-            Outbound::Data { topic, values, .. } => {
-                let payload = twin::data_update_payload(&values, now);
-                self.publish(topic, QoS::AtMostOnce, payload).await;
-            }
-            Outbound::State { device, state } => {
-                let payload = twin::state_payload(self.settings.state_names.name(state), now);
-                self.publish(twin::state_topic(&device), self.settings.qos(), payload)
-                    .await;
-            }
+            Outbound::Twin { device, values } => self.report(Item::Twin { device, values }),
+            Outbound::Data {
+                device,
+                topic,
+                values,
+            } => self.report(Item::Data {
+                device,
+                topic,
+                values,
+            }),
+            Outbound::State { device, state } => self.report(Item::State { device, state }),
             Outbound::Track(id) => {
                 self.tracked.insert(id.clone());
                 if self.connected {
@@ -596,6 +911,14 @@ impl Publisher {
                 }
             }
         }
+    }
+}
+
+fn qos_of(level: u8) -> QoS {
+    match level {
+        0 => QoS::AtMostOnce,
+        2 => QoS::ExactlyOnce,
+        _ => QoS::AtLeastOnce,
     }
 }
 

@@ -40,6 +40,8 @@ pub struct MemoryDevice {
     pub write_attempts: u32,
     /// Writes applied, in order.
     pub writes: Vec<(String, Value)>,
+    /// Reads and writes failed with `io_error`.
+    pub io_failures: u32,
 }
 
 /// Shared state of a [`MemoryDriver`]; tests hold a clone to inspect and steer devices.
@@ -165,6 +167,7 @@ impl Device for MemoryHandle {
     async fn read(&mut self, p: &PropertySpec<MemoryVisitor>) -> Result<Value, DriverError> {
         self.state.with(&self.name, |d| {
             if let Some(e) = &d.io_error {
+                d.io_failures += 1;
                 return Err(e.clone());
             }
             d.reads += 1;
@@ -183,6 +186,7 @@ impl Device for MemoryHandle {
         self.state.with(&self.name, |d| {
             d.write_attempts += 1;
             if let Some(e) = &d.io_error {
+                d.io_failures += 1;
                 return Err(e.clone());
             }
             d.values.insert(p.visitor.key.clone(), value.clone());
@@ -366,6 +370,8 @@ pub struct TwinPeer {
     /// Device id -> property -> expected value served by twin/get.
     pub expected: Arc<Mutex<BTreeMap<String, BTreeMap<String, String>>>>,
     pub notify: Arc<Notify>,
+    /// SUBACKs received: one per (re)connect.
+    subacks: Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl TwinPeer {
@@ -380,6 +386,7 @@ impl TwinPeer {
             received: Arc::default(),
             expected: Arc::default(),
             notify: Arc::new(Notify::new()),
+            subacks: Arc::default(),
         };
         let subscribed = Arc::new(Notify::new());
         let p = peer.clone();
@@ -392,7 +399,10 @@ impl TwinPeer {
                             .map(|t| rumqttc::SubscribeFilter::new(t.to_owned(), QoS::AtLeastOnce));
                         let _ = p.client.subscribe_many(filters).await;
                     }
-                    Ok(Event::Incoming(Packet::SubAck(_))) => sub.notify_one(),
+                    Ok(Event::Incoming(Packet::SubAck(_))) => {
+                        p.subacks.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                        sub.notify_one();
+                    }
                     Ok(Event::Incoming(Packet::Publish(m))) => {
                         p.on_publish(&m.topic, &m.payload).await
                     }
@@ -529,6 +539,12 @@ impl TwinPeer {
     pub async fn wait_subscribed(&self, device: &str, limit: Duration) -> bool {
         let topic = format!("$hw/events/device/{device}/twin/get");
         self.wait(limit, |p| !p.on_topic(&topic).is_empty()).await
+    }
+
+    /// How many times the peer's subscriptions were acknowledged (once per connection):
+    /// after a broker restart, more than before means it receives again.
+    pub fn subscriptions(&self) -> u64 {
+        self.subacks.load(std::sync::atomic::Ordering::SeqCst)
     }
 
     /// Forgets everything received so far.
