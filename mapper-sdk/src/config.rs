@@ -100,6 +100,12 @@ pub struct MapperSection {
     pub meta_server: Option<String>,
     /// The ConfigMap to watch (default `device-profile-config-<nodeName>`).
     pub config_map_name: Option<String>,
+    /// The operator HTTP endpoint (`/healthz`, `/readyz`, `/metrics`, `/api/v1`):
+    /// `HOST:PORT`, `:PORT` or `PORT` (loopback unless a host is given). Off when unset.
+    pub http_listen: Option<String>,
+    /// A file holding the bearer token that allows `PUT` writes over HTTP; without it
+    /// the API is read-only.
+    pub http_write_token_file: Option<PathBuf>,
 }
 
 /// A settings problem; the mapper does not start.
@@ -205,6 +211,14 @@ pub struct CommonArgs {
     /// Log line format.
     #[arg(long, env = "LOG_FORMAT", value_enum, ignore_case = true, default_value_t = crate::logging::LogFormat::Text)]
     pub log_format: crate::logging::LogFormat,
+    /// Serve /healthz, /readyz, /metrics and /api/v1 on HOST:PORT, :PORT or PORT
+    /// (loopback unless a host is given; overrides mapper.httpListen) [default: off]
+    #[arg(long, env = "MAPPER_HTTP_LISTEN")]
+    pub http_listen: Option<String>,
+    /// A file with the bearer token that allows HTTP writes (overrides
+    /// mapper.httpWriteTokenFile) [default: writes refused]
+    #[arg(long, env = "MAPPER_HTTP_TOKEN_FILE")]
+    pub http_token_file: Option<PathBuf>,
     /// Device source: file, dmi, configmap or devices (overrides mapper.source) [default: file]
     #[arg(long, env = "MAPPER_SOURCE")]
     pub source: Option<String>,
@@ -255,6 +269,35 @@ pub struct Settings {
     pub runtime: RuntimeOptions,
     /// The binary's name and version (logs, `MapperInfo.version`).
     pub about: crate::about::About,
+    /// The operator HTTP endpoint, when on.
+    pub http: Option<HttpSettings>,
+}
+
+/// The operator HTTP endpoint.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HttpSettings {
+    /// Where to listen.
+    pub listen: std::net::SocketAddr,
+    /// The file holding the write token; writes are refused without one.
+    pub token_file: Option<PathBuf>,
+}
+
+/// Parses `HOST:PORT`, `[V6]:PORT`, `:PORT` or `PORT`; a missing host is loopback.
+pub fn parse_listen(text: &str) -> Option<std::net::SocketAddr> {
+    use std::net::{Ipv4Addr, SocketAddr};
+    let t = text.trim();
+    if let Ok(port) = t.trim_start_matches(':').parse::<u16>() {
+        return Some(SocketAddr::from((Ipv4Addr::LOCALHOST, port)));
+    }
+    if let Ok(a) = t.parse() {
+        return Some(a);
+    }
+    let (host, port) = t.rsplit_once(':')?;
+    let port = port.parse().ok()?;
+    if host.eq_ignore_ascii_case("localhost") {
+        return Some(SocketAddr::from((Ipv4Addr::LOCALHOST, port)));
+    }
+    None
 }
 
 fn default_client_id(driver: &str) -> String {
@@ -380,6 +423,7 @@ impl Settings {
             });
         }
         let s = file.mapper;
+        let http = http_settings(args, &s)?;
         let source = KubeArgs {
             source: args
                 .source
@@ -505,8 +549,38 @@ impl Settings {
             resolve,
             runtime,
             about: crate::about::About::SDK,
+            http,
         })
     }
+}
+
+fn http_settings(
+    args: &CommonArgs,
+    s: &MapperSection,
+) -> Result<Option<HttpSettings>, SettingsError> {
+    let nonempty = |t: &Option<String>| t.clone().filter(|t| !t.trim().is_empty());
+    let listen = nonempty(&args.http_listen).or(nonempty(&s.http_listen));
+    let token_file = args
+        .http_token_file
+        .clone()
+        .or(s.http_write_token_file.clone())
+        .filter(|p| !p.as_os_str().is_empty());
+    let Some(listen) = listen else {
+        if token_file.is_some() {
+            return Err(SettingsError::Invalid {
+                field: "mapper.httpWriteTokenFile".into(),
+                message:
+                    "is set but the HTTP endpoint is off; set mapper.httpListen (--http-listen) too"
+                        .into(),
+            });
+        }
+        return Ok(None);
+    };
+    let listen = parse_listen(&listen).ok_or_else(|| SettingsError::Invalid {
+        field: "mapper.httpListen".into(),
+        message: format!("{listen:?} is not an address; use HOST:PORT, :PORT or PORT"),
+    })?;
+    Ok(Some(HttpSettings { listen, token_file }))
 }
 
 #[cfg(not(feature = "dmi"))]

@@ -24,6 +24,7 @@ use tokio::task::JoinHandle;
 use tracing::{debug, error, info, warn};
 
 use crate::excerpt::excerpt;
+use crate::http::MqttMetrics;
 use crate::model::{DeviceId, StateNames};
 use crate::runtime::{Inbound, Outbound};
 use crate::twin;
@@ -299,6 +300,16 @@ impl Mqtt {
         outbound: mpsc::Receiver<Outbound>,
         inbound: mpsc::Sender<Inbound>,
     ) -> Result<Self, MqttError> {
+        Self::start_with_metrics(settings, outbound, inbound, Arc::default())
+    }
+
+    /// [`Mqtt::start`], counting connections, publishes and drops into `metrics`.
+    pub fn start_with_metrics(
+        settings: MqttSettings,
+        outbound: mpsc::Receiver<Outbound>,
+        inbound: mpsc::Sender<Inbound>,
+        metrics: Arc<MqttMetrics>,
+    ) -> Result<Self, MqttError> {
         let options = settings.options()?;
         let (client, mut eventloop) = AsyncClient::new(options, 1024);
         eventloop.network_options.set_tcp_nodelay(true);
@@ -312,6 +323,7 @@ impl Mqtt {
             suback_tx,
             inbound.clone(),
             Arc::clone(&settings),
+            Arc::clone(&metrics),
         ));
         let publisher = Publisher {
             client,
@@ -323,6 +335,7 @@ impl Mqtt {
             inbound,
             get_seq: 0,
             awaiting: std::collections::BTreeMap::new(),
+            metrics,
         };
         let publisher = tokio::spawn(publisher.run(outbound, ctl_rx));
         Ok(Self { events, publisher })
@@ -348,6 +361,7 @@ async fn event_loop(
     subacks: watch::Sender<u64>,
     inbound: mpsc::Sender<Inbound>,
     settings: Arc<MqttSettings>,
+    metrics: Arc<MqttMetrics>,
 ) {
     let mut failures: u32 = 0;
     let mut connected = false;
@@ -358,6 +372,7 @@ async fn event_loop(
                 info!(broker = %format!("{}:{}", settings.host, settings.port), code = ?ack.code, "mqtt connected");
                 failures = 0;
                 connected = true;
+                metrics.connected();
                 let _ = ctl.send(Ctl::Connected).await;
             }
             Ok(Event::Incoming(Packet::SubAck(_))) => {
@@ -366,6 +381,7 @@ async fn event_loop(
             Ok(Event::Incoming(Packet::Publish(p))) => {
                 if p.payload.len() > settings.max_message_bytes {
                     warn!(topic = %excerpt(&p.topic), bytes = p.payload.len(), limit = settings.max_message_bytes, "incoming message larger than the mapper accepts; dropped");
+                    metrics.dropped();
                     continue;
                 }
                 if membership.as_deref() == Some(p.topic.as_str()) {
@@ -382,6 +398,7 @@ async fn event_loop(
             }
             Ok(_) => {}
             Err(e) => {
+                metrics.disconnected();
                 if connected {
                     connected = false;
                     let _ = ctl.send(Ctl::Disconnected).await;
@@ -444,6 +461,7 @@ struct Publisher {
     get_seq: u64,
     /// Devices whose twin/get has not been answered yet: when to ask again, and the wait.
     awaiting: std::collections::BTreeMap<DeviceId, (tokio::time::Instant, Duration)>,
+    metrics: Arc<MqttMetrics>,
 }
 
 impl Publisher {
@@ -548,8 +566,12 @@ impl Publisher {
     }
 
     async fn publish(&self, topic: String, qos: QoS, payload: Vec<u8>) {
-        if let Err(e) = self.client.publish(topic, qos, false, payload).await {
-            error!(error = %e, "mqtt publish failed");
+        match self.client.publish(topic, qos, false, payload).await {
+            Ok(()) => self.metrics.published(),
+            Err(e) => {
+                self.metrics.dropped();
+                error!(error = %e, "mqtt publish failed");
+            }
         }
     }
 

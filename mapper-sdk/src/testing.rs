@@ -556,6 +556,7 @@ pub fn test_settings(
             ..crate::runtime::RuntimeOptions::default()
         },
         about: crate::about::About::SDK,
+        http: None,
     }
 }
 
