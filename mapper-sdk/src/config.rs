@@ -678,6 +678,61 @@ mod tests {
     const MAPPERS_GO: &str = "mqtt:\n  server: tcp://10.0.0.1:1884\n  username: u\n  password: p\n  certification: \"\"\n  privatekey: \"\"\n  caCert: /ca.pem\n  servername: broker\n  clientId: my-client\nconfigmap: /etc/profile.json\n";
 
     #[test]
+    fn http_endpoint_is_off_by_default_and_loopback_unless_told() {
+        let s = Settings::merge(&CommonArgs::default(), ConfigFile::default(), "m", None).unwrap();
+        assert_eq!(s.http, None);
+        assert_eq!(
+            parse_listen("8089"),
+            Some("127.0.0.1:8089".parse().unwrap())
+        );
+        assert_eq!(
+            parse_listen(":8089"),
+            Some("127.0.0.1:8089".parse().unwrap())
+        );
+        assert_eq!(
+            parse_listen("localhost:1"),
+            Some("127.0.0.1:1".parse().unwrap())
+        );
+        assert_eq!(
+            parse_listen("0.0.0.0:80"),
+            Some("0.0.0.0:80".parse().unwrap())
+        );
+        assert_eq!(parse_listen("[::1]:80"), Some("[::1]:80".parse().unwrap()));
+        assert_eq!(parse_listen("host:x"), None);
+        assert_eq!(parse_listen("example.com:80"), None);
+
+        let f = parse_config(
+            "mapper:\n  httpListen: \":9000\"\n  httpWriteTokenFile: /run/token\n",
+            Path::new("c.yaml"),
+        )
+        .unwrap();
+        let s = Settings::merge(&CommonArgs::default(), f.clone(), "m", None).unwrap();
+        let h = s.http.unwrap();
+        assert_eq!(h.listen, "127.0.0.1:9000".parse().unwrap());
+        assert_eq!(h.token_file.as_deref(), Some(Path::new("/run/token")));
+        // The flag wins over the file.
+        let args = CommonArgs {
+            http_listen: Some("127.0.0.2:1".into()),
+            ..CommonArgs::default()
+        };
+        let s = Settings::merge(&args, f, "m", None).unwrap();
+        assert_eq!(s.http.unwrap().listen, "127.0.0.2:1".parse().unwrap());
+        // A token without a listener, or a bad address, is a mistake.
+        let args = CommonArgs {
+            http_token_file: Some("/t".into()),
+            ..CommonArgs::default()
+        };
+        let e = Settings::merge(&args, ConfigFile::default(), "m", None).unwrap_err();
+        assert!(e.to_string().contains("httpListen"), "{e}");
+        let args = CommonArgs {
+            http_listen: Some("nowhere".into()),
+            ..CommonArgs::default()
+        };
+        let e = Settings::merge(&args, ConfigFile::default(), "m", None).unwrap_err();
+        assert!(e.to_string().contains("mapper.httpListen"), "{e}");
+    }
+
+    #[test]
     fn mappers_go_keys_are_read_unchanged() {
         let f = parse_config(MAPPERS_GO, Path::new("c.yaml")).unwrap();
         assert_eq!(f.mqtt.server.as_deref(), Some("tcp://10.0.0.1:1884"));
