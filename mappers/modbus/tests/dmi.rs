@@ -557,10 +557,11 @@ async fn reports_of_100_devices_stay_within_the_budget_and_none_starves() {
     let mut devices = std::collections::BTreeSet::new();
     let mut twice = Vec::new();
     for e in ec.events() {
-        if let Event::Reported(r) = e {
-            if r.property == "temperature" && !devices.insert(r.device.name.clone()) {
-                twice.push(r.device.name);
-            }
+        if let Event::Reported(r) = e
+            && r.property == "temperature"
+            && !devices.insert(r.device.name.clone())
+        {
+            twice.push(r.device.name);
         }
     }
     assert!(
