@@ -41,6 +41,9 @@ pub enum RunError {
     #[cfg(feature = "dmi")]
     #[error(transparent)]
     Dmi(#[from] crate::dmi::DmiError),
+    /// The HTTP endpoint cannot start.
+    #[error(transparent)]
+    Http(#[from] crate::http::HttpError),
 }
 
 /// A profile bound to a driver.
@@ -236,6 +239,13 @@ pub async fn run<D: Driver>(
     let (out_tx, out_rx) = mpsc::channel(4096);
     let (in_tx, mut in_rx) = mpsc::channel(1024);
     let (prof_tx, mut prof_rx) = watch::channel(None);
+    let telemetry = crate::http::Telemetry::default();
+    let http = match &settings.http {
+        Some(h) => {
+            Some(start_http(h, telemetry.clone(), in_tx.clone(), cancel.child_token()).await?)
+        }
+        None => None,
+    };
     let sink = match &settings.profile {
         #[cfg(feature = "dmi")]
         ProfileSetting::Dmi(dmi) => Sink::Dmi(
@@ -251,8 +261,26 @@ pub async fn run<D: Driver>(
             )
             .await?,
         ),
-        _ => Sink::Mqtt(Mqtt::start(settings.mqtt.clone(), out_rx, in_tx)?),
+        _ => Sink::Mqtt(Mqtt::start_with_metrics(
+            settings.mqtt.clone(),
+            out_rx,
+            in_tx,
+            telemetry.mqtt(),
+        )?),
     };
+    #[cfg(feature = "dmi")]
+    if let Sink::Dmi(dmi) = &sink {
+        telemetry.set_report_path(crate::http::ReportPath::Dmi);
+        let mut rounds = dmi.registrations();
+        let t = telemetry.clone();
+        let stop = cancel.child_token();
+        tokio::spawn(async move {
+            tokio::select! {
+                r = rounds.wait_for(|n| *n > 0) => if r.is_ok() { t.set_dmi_registered() },
+                () = stop.cancelled() => {}
+            }
+        });
+    }
     let hint = Arc::new(Notify::new());
     match &settings.profile {
         ProfileSetting::File(path) => {
@@ -282,7 +310,8 @@ pub async fn run<D: Driver>(
         settings.runtime.clone(),
         out_tx,
         cancel.child_token(),
-    );
+    )
+    .with_telemetry(telemetry.clone());
     tokio::pin!(shutdown);
     loop {
         tokio::select! {
@@ -315,6 +344,7 @@ pub async fn run<D: Driver>(
                             BTreeMap::new()
                         };
                         let summary = sup.apply(loaded.devices).await;
+                        telemetry.set_profile_loaded();
                         if !summarized {
                             summarized = true;
                             info!(
@@ -355,8 +385,41 @@ pub async fn run<D: Driver>(
         #[cfg(feature = "dmi")]
         Sink::Dmi(dmi) => dmi.finish(Duration::from_secs(5)).await,
     }
+    if let Some(h) = http {
+        h.finish(Duration::from_secs(1)).await;
+    }
     info!("stopped");
     Ok(())
+}
+
+/// Reads the write token (never logged) and starts the HTTP endpoint.
+async fn start_http(
+    h: &crate::config::HttpSettings,
+    telemetry: crate::http::Telemetry,
+    writes: mpsc::Sender<Inbound>,
+    cancel: CancellationToken,
+) -> Result<crate::http::HttpServer, crate::http::HttpError> {
+    let token = match &h.token_file {
+        None => None,
+        Some(path) => {
+            let err = |message: String| crate::http::HttpError::Token {
+                path: path.display().to_string(),
+                message,
+            };
+            let text = tokio::fs::read_to_string(path)
+                .await
+                .map_err(|e| err(e.to_string()))?;
+            Some(
+                crate::http::Token::from_file_text(&text)
+                    .ok_or_else(|| err("the file is empty".into()))?,
+            )
+        }
+    };
+    if token.is_none() {
+        info!("http: writes are off (no mapper.httpWriteTokenFile)");
+    }
+    let api = crate::http::Api::new(telemetry, token);
+    crate::http::HttpServer::start(h.listen, api, writes, cancel).await
 }
 
 /// Where the devices come from, for the start-up lines.

@@ -106,6 +106,12 @@ pub struct MapperSection {
     pub meta_server: Option<String>,
     /// The ConfigMap to watch (default `device-profile-config-<nodeName>`).
     pub config_map_name: Option<String>,
+    /// The operator HTTP endpoint (`/healthz`, `/readyz`, `/metrics`, `/api/v1`):
+    /// `HOST:PORT`, `:PORT` or `PORT` (loopback unless a host is given). Off when unset.
+    pub http_listen: Option<String>,
+    /// A file holding the bearer token that allows `PUT` writes over HTTP; without it
+    /// the API is read-only.
+    pub http_write_token_file: Option<PathBuf>,
 }
 
 /// A settings problem; the mapper does not start.
@@ -211,6 +217,14 @@ pub struct CommonArgs {
     /// Log line format.
     #[arg(long, env = "LOG_FORMAT", value_enum, ignore_case = true, default_value_t = crate::logging::LogFormat::Text)]
     pub log_format: crate::logging::LogFormat,
+    /// Serve /healthz, /readyz, /metrics and /api/v1 on HOST:PORT, :PORT or PORT
+    /// (loopback unless a host is given; overrides mapper.httpListen) [default: off]
+    #[arg(long, env = "MAPPER_HTTP_LISTEN")]
+    pub http_listen: Option<String>,
+    /// A file with the bearer token that allows HTTP writes (overrides
+    /// mapper.httpWriteTokenFile) [default: writes refused]
+    #[arg(long, env = "MAPPER_HTTP_TOKEN_FILE")]
+    pub http_token_file: Option<PathBuf>,
     /// Device source: file, dmi, configmap or devices (overrides mapper.source) [default: file]
     #[arg(long, env = "MAPPER_SOURCE")]
     pub source: Option<String>,
@@ -261,6 +275,35 @@ pub struct Settings {
     pub runtime: RuntimeOptions,
     /// The binary's name and version (logs, `MapperInfo.version`).
     pub about: crate::about::About,
+    /// The operator HTTP endpoint, when on.
+    pub http: Option<HttpSettings>,
+}
+
+/// The operator HTTP endpoint.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HttpSettings {
+    /// Where to listen.
+    pub listen: std::net::SocketAddr,
+    /// The file holding the write token; writes are refused without one.
+    pub token_file: Option<PathBuf>,
+}
+
+/// Parses `HOST:PORT`, `[V6]:PORT`, `:PORT` or `PORT`; a missing host is loopback.
+pub fn parse_listen(text: &str) -> Option<std::net::SocketAddr> {
+    use std::net::{Ipv4Addr, SocketAddr};
+    let t = text.trim();
+    if let Ok(port) = t.trim_start_matches(':').parse::<u16>() {
+        return Some(SocketAddr::from((Ipv4Addr::LOCALHOST, port)));
+    }
+    if let Ok(a) = t.parse() {
+        return Some(a);
+    }
+    let (host, port) = t.rsplit_once(':')?;
+    let port = port.parse().ok()?;
+    if host.eq_ignore_ascii_case("localhost") {
+        return Some(SocketAddr::from((Ipv4Addr::LOCALHOST, port)));
+    }
+    None
 }
 
 fn default_client_id(driver: &str) -> String {
@@ -393,6 +436,7 @@ impl Settings {
             });
         }
         let s = file.mapper;
+        let http = http_settings(args, &s)?;
         let source = KubeArgs {
             source: args
                 .source
@@ -518,8 +562,38 @@ impl Settings {
             resolve,
             runtime,
             about: crate::about::About::SDK,
+            http,
         })
     }
+}
+
+fn http_settings(
+    args: &CommonArgs,
+    s: &MapperSection,
+) -> Result<Option<HttpSettings>, SettingsError> {
+    let nonempty = |t: &Option<String>| t.clone().filter(|t| !t.trim().is_empty());
+    let listen = nonempty(&args.http_listen).or(nonempty(&s.http_listen));
+    let token_file = args
+        .http_token_file
+        .clone()
+        .or(s.http_write_token_file.clone())
+        .filter(|p| !p.as_os_str().is_empty());
+    let Some(listen) = listen else {
+        if token_file.is_some() {
+            return Err(SettingsError::Invalid {
+                field: "mapper.httpWriteTokenFile".into(),
+                message:
+                    "is set but the HTTP endpoint is off; set mapper.httpListen (--http-listen) too"
+                        .into(),
+            });
+        }
+        return Ok(None);
+    };
+    let listen = parse_listen(&listen).ok_or_else(|| SettingsError::Invalid {
+        field: "mapper.httpListen".into(),
+        message: format!("{listen:?} is not an address; use HOST:PORT, :PORT or PORT"),
+    })?;
+    Ok(Some(HttpSettings { listen, token_file }))
 }
 
 #[cfg(not(feature = "dmi"))]
@@ -615,6 +689,61 @@ mod tests {
     use super::*;
 
     const MAPPERS_GO: &str = "mqtt:\n  server: tcp://10.0.0.1:1884\n  username: u\n  password: p\n  certification: \"\"\n  privatekey: \"\"\n  caCert: /ca.pem\n  servername: broker\n  clientId: my-client\nconfigmap: /etc/profile.json\n";
+
+    #[test]
+    fn http_endpoint_is_off_by_default_and_loopback_unless_told() {
+        let s = Settings::merge(&CommonArgs::default(), ConfigFile::default(), "m", None).unwrap();
+        assert_eq!(s.http, None);
+        assert_eq!(
+            parse_listen("8089"),
+            Some("127.0.0.1:8089".parse().unwrap())
+        );
+        assert_eq!(
+            parse_listen(":8089"),
+            Some("127.0.0.1:8089".parse().unwrap())
+        );
+        assert_eq!(
+            parse_listen("localhost:1"),
+            Some("127.0.0.1:1".parse().unwrap())
+        );
+        assert_eq!(
+            parse_listen("0.0.0.0:80"),
+            Some("0.0.0.0:80".parse().unwrap())
+        );
+        assert_eq!(parse_listen("[::1]:80"), Some("[::1]:80".parse().unwrap()));
+        assert_eq!(parse_listen("host:x"), None);
+        assert_eq!(parse_listen("example.com:80"), None);
+
+        let f = parse_config(
+            "mapper:\n  httpListen: \":9000\"\n  httpWriteTokenFile: /run/token\n",
+            Path::new("c.yaml"),
+        )
+        .unwrap();
+        let s = Settings::merge(&CommonArgs::default(), f.clone(), "m", None).unwrap();
+        let h = s.http.unwrap();
+        assert_eq!(h.listen, "127.0.0.1:9000".parse().unwrap());
+        assert_eq!(h.token_file.as_deref(), Some(Path::new("/run/token")));
+        // The flag wins over the file.
+        let args = CommonArgs {
+            http_listen: Some("127.0.0.2:1".into()),
+            ..CommonArgs::default()
+        };
+        let s = Settings::merge(&args, f, "m", None).unwrap();
+        assert_eq!(s.http.unwrap().listen, "127.0.0.2:1".parse().unwrap());
+        // A token without a listener, or a bad address, is a mistake.
+        let args = CommonArgs {
+            http_token_file: Some("/t".into()),
+            ..CommonArgs::default()
+        };
+        let e = Settings::merge(&args, ConfigFile::default(), "m", None).unwrap_err();
+        assert!(e.to_string().contains("httpListen"), "{e}");
+        let args = CommonArgs {
+            http_listen: Some("nowhere".into()),
+            ..CommonArgs::default()
+        };
+        let e = Settings::merge(&args, ConfigFile::default(), "m", None).unwrap_err();
+        assert!(e.to_string().contains("mapper.httpListen"), "{e}");
+    }
 
     #[test]
     fn mappers_go_keys_are_read_unchanged() {

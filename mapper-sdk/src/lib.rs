@@ -19,6 +19,7 @@ pub mod dmi;
 pub mod dmi_config;
 pub mod driver;
 pub mod excerpt;
+pub mod http;
 #[cfg(feature = "kube")]
 pub mod kube_source;
 pub mod logging;

@@ -33,6 +33,7 @@ use tracing::{debug, error, info, warn};
 use crate::buffer::{Buffer, BufferLimits, BufferStats, Entry, Item};
 use crate::buffer_file;
 use crate::excerpt::excerpt;
+use crate::http::MqttMetrics;
 use crate::model::{DeviceId, StateNames};
 use crate::runtime::{Inbound, Outbound};
 use crate::twin;
@@ -334,6 +335,16 @@ impl Mqtt {
         outbound: mpsc::Receiver<Outbound>,
         inbound: mpsc::Sender<Inbound>,
     ) -> Result<Self, MqttError> {
+        Self::start_with_metrics(settings, outbound, inbound, Arc::default())
+    }
+
+    /// [`Mqtt::start`], counting connections, publishes and drops into `metrics`.
+    pub fn start_with_metrics(
+        settings: MqttSettings,
+        outbound: mpsc::Receiver<Outbound>,
+        inbound: mpsc::Sender<Inbound>,
+        metrics: Arc<MqttMetrics>,
+    ) -> Result<Self, MqttError> {
         let options = settings.options()?;
         let (client, mut eventloop) = AsyncClient::new(options, 1024);
         eventloop.network_options.set_tcp_nodelay(true);
@@ -352,6 +363,7 @@ impl Mqtt {
             suback_tx,
             inbound.clone(),
             Arc::clone(&settings),
+            Arc::clone(&metrics),
         ));
         let publisher = Publisher {
             client,
@@ -367,6 +379,7 @@ impl Mqtt {
             buffer,
             flush_at: None,
             next_save: tokio::time::Instant::now() + SAVE_EVERY,
+            metrics,
         };
         let publisher = tokio::spawn(publisher.run(outbound, ctl_rx));
         Ok(Self {
@@ -423,6 +436,7 @@ async fn event_loop(
     subacks: watch::Sender<u64>,
     inbound: mpsc::Sender<Inbound>,
     settings: Arc<MqttSettings>,
+    metrics: Arc<MqttMetrics>,
 ) {
     let mut failures: u32 = 0;
     let mut connected = false;
@@ -433,6 +447,7 @@ async fn event_loop(
                 info!(broker = %format!("{}:{}", settings.host, settings.port), code = ?ack.code, "mqtt connected");
                 failures = 0;
                 connected = true;
+                metrics.connected();
                 let _ = ctl.send(Ctl::Connected).await;
             }
             Ok(Event::Incoming(Packet::SubAck(_))) => {
@@ -441,6 +456,7 @@ async fn event_loop(
             Ok(Event::Incoming(Packet::Publish(p))) => {
                 if p.payload.len() > settings.max_message_bytes {
                     warn!(topic = %excerpt(&p.topic), bytes = p.payload.len(), limit = settings.max_message_bytes, "incoming message larger than the mapper accepts; dropped");
+                    metrics.dropped();
                     continue;
                 }
                 if membership.as_deref() == Some(p.topic.as_str()) {
@@ -457,6 +473,7 @@ async fn event_loop(
             }
             Ok(_) => {}
             Err(e) => {
+                metrics.disconnected();
                 if connected {
                     connected = false;
                     hand_back_undelivered(&mut eventloop, &ctl).await;
@@ -552,6 +569,7 @@ struct Publisher {
     saved: u64,
     /// When a changed buffer is written next.
     next_save: tokio::time::Instant,
+    metrics: Arc<MqttMetrics>,
 }
 
 impl Publisher {
@@ -775,7 +793,7 @@ impl Publisher {
         self.get_seq += 1;
         let event_id = format!("get-{}-{}", id, self.get_seq);
         let payload = twin::twin_get_payload(&event_id, twin::now_millis());
-        if let Err(e) = self
+        match self
             .client
             .publish(
                 twin::twin_get_topic(id),
@@ -785,7 +803,11 @@ impl Publisher {
             )
             .await
         {
-            error!(error = %e, "mqtt publish failed");
+            Ok(()) => self.metrics.published(),
+            Err(e) => {
+                self.metrics.dropped();
+                error!(error = %e, "mqtt publish failed");
+            }
         }
     }
 
@@ -827,10 +849,14 @@ impl Publisher {
     fn try_send(&self, entry: &Entry) -> bool {
         let (topic, qos, payload) = self.encode(entry);
         match self.client.try_publish(topic, qos, false, payload) {
-            Ok(()) => true,
+            Ok(()) => {
+                self.metrics.published();
+                true
+            }
             // A full queue (or, at shutdown only, a closed one: both look alike).
             Err(ClientError::TryRequest(_)) => false,
             Err(e) => {
+                self.metrics.dropped();
                 error!(error = %e, "mqtt publish failed");
                 true
             }

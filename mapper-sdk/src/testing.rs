@@ -572,6 +572,7 @@ pub fn test_settings(
             ..crate::runtime::RuntimeOptions::default()
         },
         about: crate::about::About::SDK,
+        http: None,
     }
 }
 

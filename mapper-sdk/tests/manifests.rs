@@ -124,6 +124,41 @@ fn every_manifest_parses_into_k8s_openapi_types() {
             env.iter().any(|e| e.name == "NODE_NAME"),
             "{file}: NODE_NAME"
         );
+        assert!(
+            env.iter()
+                .any(|e| e.name == "NO_COLOR" && e.value.as_deref() == Some("1")),
+            "{file}: NO_COLOR=1"
+        );
+        // The operator endpoint on the host's loopback, probed there by kubelet.
+        let port = if file.contains("modbus") { 8089 } else { 8090 };
+        let args = c.args.as_ref().unwrap();
+        let at = args
+            .iter()
+            .position(|a| a == "--http-listen")
+            .unwrap_or_else(|| panic!("{file}: --http-listen"));
+        assert_eq!(
+            args.get(at + 1).map(String::as_str),
+            Some(format!("127.0.0.1:{port}").as_str()),
+            "{file}: http port"
+        );
+        for (probe, path) in [
+            (c.liveness_probe.as_ref(), "/healthz"),
+            (c.readiness_probe.as_ref(), "/readyz"),
+        ] {
+            let get = probe
+                .and_then(|p| p.http_get.as_ref())
+                .unwrap_or_else(|| panic!("{file}: {path} probe"));
+            assert_eq!(get.path.as_deref(), Some(path), "{file}");
+            assert_eq!(get.host.as_deref(), Some("127.0.0.1"), "{file}: {path}");
+            assert_eq!(
+                get.port,
+                k8s_openapi::apimachinery::pkg::util::intstr::IntOrString::Int(port),
+                "{file}: {path}"
+            );
+        }
+        // The args parse as the binary's flags.
+        let listen = mapper_sdk::config::parse_listen(&args[at + 1]).unwrap();
+        assert_eq!(listen.port(), u16::try_from(port).unwrap());
         if file.contains("dmi") {
             // DMI era: edgecore's socket directory from the host.
             let mount = mounts

@@ -113,6 +113,7 @@ async fn reaches_broker(tls_port: u16, peer: &TwinPeer, tls: TlsSettings, name: 
         resolve: ResolveOptions::default(),
         runtime: RuntimeOptions::default(),
         about: mapper_sdk::about::About::SDK,
+        http: None,
     };
     peer.clear();
     let (tx, rx) = oneshot::channel::<()>();

@@ -137,6 +137,7 @@ impl Shared {
 
 /// The running DMI side.
 pub struct Dmi {
+    registrations: watch::Receiver<u64>,
     tasks: Vec<JoinHandle<()>>,
     sink: JoinHandle<()>,
     cancel: CancellationToken,
@@ -237,6 +238,7 @@ impl Dmi {
             version.to_owned(),
             cancel.child_token(),
         )));
+        let registrations = shared.epoch.subscribe();
         let sink_stop = CancellationToken::new();
         let sink = tokio::spawn(sink::run(
             Arc::clone(&shared),
@@ -247,11 +249,17 @@ impl Dmi {
             sink_stop.clone(),
         ));
         Ok(Self {
+            registrations,
             tasks,
             sink,
             cancel,
             sink_stop,
         })
+    }
+
+    /// Counts successful registration rounds (0 until the mapper first registered).
+    pub fn registrations(&self) -> watch::Receiver<u64> {
+        self.registrations.clone()
     }
 
     /// Stops serving and registering, then lets the sink send what waits (the devices'

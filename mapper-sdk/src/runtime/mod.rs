@@ -21,6 +21,7 @@ pub use mailbox::Merge;
 use mailbox::Mailbox;
 
 use crate::driver::{DeviceSpec, Driver};
+use crate::http::Telemetry;
 use crate::model::{DeviceId, DeviceState};
 use crate::twin::{Desired, Reported};
 
@@ -150,6 +151,7 @@ pub struct Supervisor<D: Driver> {
     out: mpsc::Sender<Outbound>,
     workers: BTreeMap<DeviceId, Handle<D>>,
     cancel: CancellationToken,
+    telemetry: Telemetry,
 }
 
 impl<D: Driver> Supervisor<D> {
@@ -166,7 +168,15 @@ impl<D: Driver> Supervisor<D> {
             out,
             workers: BTreeMap::new(),
             cancel,
+            telemetry: Telemetry::default(),
         }
+    }
+
+    /// Counts reads, writes and states into `telemetry` (the HTTP endpoint's view).
+    #[must_use]
+    pub fn with_telemetry(mut self, telemetry: Telemetry) -> Self {
+        self.telemetry = telemetry;
+        self
     }
 
     /// The ids of the running devices.
@@ -189,6 +199,7 @@ impl<D: Driver> Supervisor<D> {
             match wanted.get(&id) {
                 None => {
                     self.stop(&id).await;
+                    self.telemetry.remove_device(&id);
                     let _ = self.out.send(Outbound::Untrack(id.clone())).await;
                     summary.stopped.push(id);
                 }
@@ -232,7 +243,11 @@ impl<D: Driver> Supervisor<D> {
         let cancel = self.cancel.child_token();
         let id = spec.id().clone();
         let spec = Arc::new(spec);
+        let defs: Vec<&crate::profile::PropertyDef> =
+            spec.properties.iter().map(|p| &*p.def).collect();
+        let metrics = self.telemetry.device(&id, &defs);
         let worker = worker::Worker {
+            metrics,
             driver: Arc::clone(&self.driver),
             spec: Arc::clone(&spec),
             out: self.out.clone(),

@@ -16,6 +16,7 @@ use super::mailbox::{Mailbox, Merge};
 use super::{Outbound, RuntimeOptions};
 use crate::driver::{Device, DeviceSpec, Driver, DriverError, PropertySpec};
 use crate::excerpt::excerpt;
+use crate::http::{DeviceMetrics, ErrorKind};
 use crate::model::{AccessMode, DeviceState, PropertyName, Value, check_wire_value};
 use crate::twin::{Desired, Reported};
 
@@ -123,6 +124,7 @@ pub(super) struct Worker<D: Driver> {
     pub mailbox: Arc<Mailbox>,
     pub cancel: CancellationToken,
     pub opts: Arc<RuntimeOptions>,
+    pub metrics: Arc<DeviceMetrics>,
 }
 
 struct Run<D: Driver> {
@@ -185,6 +187,7 @@ impl<D: Driver> Worker<D> {
             link.close().await;
         }
         // Report the device offline on the way out, waiting briefly for room.
+        run.w.metrics.set_state(DeviceState::Offline);
         let msg = Outbound::State {
             device: run.w.spec.id().clone(),
             state: DeviceState::Offline,
@@ -207,6 +210,12 @@ impl<D: Driver> Run<D> {
             self.write_due().await;
             self.read_due().await;
             self.flush_reports();
+            self.w.metrics.set_pending(
+                self.props
+                    .iter()
+                    .map(|p| usize::from(p.pending.is_some()) + p.queued.len())
+                    .sum(),
+            );
             let wake = self.next_wake();
             tokio::select! {
                 biased;
@@ -292,6 +301,7 @@ impl<D: Driver> Run<D> {
     }
 
     fn set_state(&mut self, state: DeviceState) {
+        self.w.metrics.set_state(state);
         self.state = Some(state);
         self.state_dirty = true;
     }
@@ -405,6 +415,7 @@ impl<D: Driver> Run<D> {
                 "the write did not finish in time".into(),
             )),
         };
+        self.w.metrics.count_write(result.is_ok());
         match result {
             Ok(()) => {
                 info!(device = %spec.id(), property = %prop.def.name, value = %excerpt(&text), "desired value written");
@@ -417,6 +428,7 @@ impl<D: Driver> Run<D> {
                 };
                 match read {
                     Some(Ok(v)) => {
+                        self.record(i, &v);
                         self.props[i].last_value = Some(v);
                         self.props[i].fresh = true;
                         self.props[i].force_report = true;
@@ -500,6 +512,7 @@ impl<D: Driver> Run<D> {
         let refs: Vec<&PropertySpec<D::Visitor>> =
             due.iter().map(|&i| &spec.properties[i]).collect();
         let io = self.w.opts.io_timeout * u32::try_from(refs.len().min(64)).unwrap_or(1);
+        let started = Instant::now();
         let results = match timeout(io, link.read_many(&refs)).await {
             Ok(r) => r,
             Err(_) => vec![
@@ -509,12 +522,17 @@ impl<D: Driver> Run<D> {
                 refs.len()
             ],
         };
+        self.w.metrics.observe_read_latency(started.elapsed());
         let mut any_answer = false;
         let mut link_error = None;
         for (&i, result) in due.iter().zip(results) {
+            self.w
+                .metrics
+                .count_read(result.as_ref().err().map(ErrorKind::from));
             match result {
                 Ok(v) => {
                     any_answer = true;
+                    self.record(i, &v);
                     let p = &mut self.props[i];
                     if !p.fresh {
                         // The first real reading after a failure goes out at once.
@@ -547,6 +565,15 @@ impl<D: Driver> Run<D> {
         }
         if let Some(e) = link_error {
             self.drop_link(&e);
+        }
+    }
+
+    /// Keeps a reading for the HTTP API.
+    fn record(&self, i: usize, v: &Value) {
+        if let Some(text) = v.canonical() {
+            self.w
+                .metrics
+                .record_value(&self.w.spec.properties[i].def.name, text);
         }
     }
 
@@ -805,6 +832,7 @@ impl<D: Driver> Run<D> {
         match result {
             Ok(v) => {
                 self.success();
+                self.record(i, &v);
                 // Reported at the property's next tick: throttled to its cycle.
                 if self.props[i].next_due.is_none() {
                     if !self.props[i].fresh {
