@@ -261,12 +261,12 @@ pub async fn run<D: Driver>(
             )
             .await?,
         ),
-        _ => Sink::Mqtt(Mqtt::start_with_metrics(
-            settings.mqtt.clone(),
-            out_rx,
-            in_tx,
-            telemetry.mqtt(),
-        )?),
+        _ => {
+            let mqtt =
+                Mqtt::start_with_metrics(settings.mqtt.clone(), out_rx, in_tx, telemetry.mqtt())?;
+            telemetry.mqtt().set_buffer(mqtt.buffer_stats());
+            Sink::Mqtt(mqtt)
+        }
     };
     #[cfg(feature = "dmi")]
     if let Sink::Dmi(dmi) = &sink {

@@ -210,9 +210,16 @@ pub struct MqttMetrics {
     publishes: AtomicU64,
     reconnects: AtomicU64,
     dropped: AtomicU64,
+    /// The store-and-forward buffer's counts, once the MQTT client runs.
+    buffer: std::sync::OnceLock<Arc<crate::buffer::BufferStats>>,
 }
 
 impl MqttMetrics {
+    /// Reports the store-and-forward buffer's counts from now on.
+    pub fn set_buffer(&self, stats: Arc<crate::buffer::BufferStats>) {
+        let _ = self.buffer.set(stats);
+    }
+
     /// The session is up (a ConnAck); counts a reconnect after the first.
     pub fn connected(&self) {
         self.connected.store(true, Ordering::Relaxed);
@@ -493,6 +500,24 @@ impl Telemetry {
             "counter",
             "MQTT sessions established after the first.",
             load(&mq.reconnects),
+        );
+        let (buffered, buffer_dropped) = mq
+            .buffer
+            .get()
+            .map_or((0, 0), |b| (b.buffered(), b.dropped()));
+        single(
+            &mut out,
+            "mapper_mqtt_buffered_messages",
+            "gauge",
+            "Reports kept while the broker is unreachable.",
+            buffered,
+        );
+        single(
+            &mut out,
+            "mapper_mqtt_buffer_dropped_total",
+            "counter",
+            "Buffered reports dropped (over the count or age limit).",
+            buffer_dropped,
         );
         single(
             &mut out,
