@@ -16,6 +16,7 @@
 pub mod ci;
 mod crd;
 pub mod problems;
+pub mod unknown;
 mod raw;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
