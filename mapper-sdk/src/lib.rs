@@ -10,6 +10,7 @@
 
 pub mod about;
 pub mod app;
+pub mod check;
 pub mod config;
 #[cfg(feature = "dmi")]
 pub mod dmi;

@@ -14,7 +14,9 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use mapper_sdk::driver::{ConfigError, Device, DeviceSpec, Driver, DriverError, PropertySpec};
+use mapper_sdk::driver::{
+    ConfigError, ConfigWarning, Device, DeviceSpec, Driver, DriverError, PropertySpec,
+};
 use mapper_sdk::model::{DeviceId, Value};
 use mapper_sdk::profile::{PropertyDef, ProtocolDef};
 use tracing::debug;
@@ -92,7 +94,23 @@ impl Driver for ModbusDriver {
         property: &PropertyDef,
         protocol: &ModbusProtocol,
     ) -> Result<ModbusVisitor, ConfigError> {
-        let v = config::parse_visitor(property)?;
+        self.parse_visitor_noting(property, protocol)
+            .map(|(v, _)| v)
+    }
+
+    fn parse_protocol_noting(
+        &self,
+        protocol: &ProtocolDef,
+    ) -> Result<(ModbusProtocol, Vec<ConfigWarning>), ConfigError> {
+        config::parse_protocol_noting(protocol)
+    }
+
+    fn parse_visitor_noting(
+        &self,
+        property: &PropertyDef,
+        protocol: &ModbusProtocol,
+    ) -> Result<(ModbusVisitor, Vec<ConfigWarning>), ConfigError> {
+        let (v, warnings) = config::parse_visitor_noting(property)?;
         let max = protocol.limits.max_for(v.table);
         if v.count > max {
             return Err(ConfigError::new(
@@ -108,7 +126,7 @@ impl Driver for ModbusDriver {
                 ),
             ));
         }
-        Ok(v)
+        Ok((v, warnings))
     }
 
     fn connect(
