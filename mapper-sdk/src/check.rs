@@ -147,7 +147,12 @@ pub fn text<D: Driver>(driver: Option<&D>, loaded: &Loaded<D>, extra: &[Issue]) 
 }
 
 fn pairs_object(pairs: Vec<(String, String)>) -> Json {
-    Json::Object(pairs.into_iter().map(|(k, v)| (k, Json::String(v))).collect())
+    Json::Object(
+        pairs
+            .into_iter()
+            .map(|(k, v)| (k, Json::String(v)))
+            .collect(),
+    )
 }
 
 fn issue_json(w: &Issue) -> Json {

@@ -372,8 +372,8 @@ pub fn config_from_json_noting<T: serde::de::DeserializeOwned>(
     } else {
         value.clone()
     };
-    let (t, unknown) = crate::profile::ci::from_value_noting(v)
-        .map_err(|e| ConfigError::from_serde(field, &e))?;
+    let (t, unknown) =
+        crate::profile::ci::from_value_noting(v).map_err(|e| ConfigError::from_serde(field, &e))?;
     Ok((t, unknown.into_iter().map(|k| k.under(field)).collect()))
 }
 

@@ -193,10 +193,14 @@ fn unknown_keys_are_warnings_grouped_across_devices() {
     );
     let report = check_report(&l);
     assert!(
-        report.ends_with("2 device(s) ok, 0 skipped, 0 error(s), 2 warning(s) (2 unknown key(s))\n"),
+        report
+            .ends_with("2 device(s) ok, 0 skipped, 0 error(s), 2 warning(s) (2 unknown key(s))\n"),
         "{report}"
     );
-    assert!(report.contains("  t int ReadWrite every 1s twin: kye=t\n"), "{report}");
+    assert!(
+        report.contains("  t int ReadWrite every 1s twin: kye=t\n"),
+        "{report}"
+    );
     let doc = mapper_sdk::check::json(None, &l, &[]);
     assert_eq!(doc["warnings"][1]["property"], "t");
     assert_eq!(doc["warnings"][1]["field"], "visitorConfig.kye");

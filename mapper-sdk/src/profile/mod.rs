@@ -16,8 +16,8 @@
 pub mod ci;
 mod crd;
 pub mod problems;
-pub mod unknown;
 mod raw;
+pub mod unknown;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt;

@@ -57,8 +57,8 @@ use std::time::Duration;
 
 use base64::Engine as _;
 use mapper_sdk::driver::{ConfigError, ConfigWarning};
-use mapper_sdk::profile::unknown::{UnknownKey, suggest};
 use mapper_sdk::model::DataType;
+use mapper_sdk::profile::unknown::{UnknownKey, suggest};
 use mapper_sdk::profile::{PropertyDef, ProtocolDef};
 use serde_json::{Map, Value as Json};
 use tracing::warn;
@@ -540,9 +540,12 @@ fn unknown_keys(
 /// The keys of a device's `protocolConfig` this mapper ignores (the keys of the free-form
 /// `customizedValues` are not looked at).
 pub fn protocol_unknown_keys(p: &ProtocolDef) -> Vec<ConfigWarning> {
-    unknown_keys(p.config.as_object(), "protocolConfig", PROTOCOL_FIELDS, |_| {
-        false
-    })
+    unknown_keys(
+        p.config.as_object(),
+        "protocolConfig",
+        PROTOCOL_FIELDS,
+        |_| false,
+    )
 }
 
 /// The keys of a property's `visitorConfig` this mapper ignores. Byte lists are left

@@ -80,8 +80,8 @@
 use std::time::Duration;
 
 use mapper_sdk::driver::{ConfigError, ConfigWarning, config_from_json, config_from_json_noting};
-use mapper_sdk::profile::unknown::UnknownKey;
 use mapper_sdk::model::DataType;
+use mapper_sdk::profile::unknown::UnknownKey;
 use mapper_sdk::profile::{PropertyDef, ProtocolDef};
 use serde::Deserialize;
 use serde_json::Value as Json;

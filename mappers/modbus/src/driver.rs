@@ -137,7 +137,10 @@ impl Driver for ModbusDriver {
         if let config::Link::Rtu(serial) = &p.link {
             out.push(("baudRate".into(), serial.baud_rate.to_string()));
             out.push(("dataBits".into(), serial.data_bits.to_string()));
-            out.push(("parity".into(), format!("{:?}", serial.parity).to_lowercase()));
+            out.push((
+                "parity".into(),
+                format!("{:?}", serial.parity).to_lowercase(),
+            ));
             out.push(("stopBits".into(), serial.stop_bits.to_string()));
         }
         let t = &p.timing;
@@ -148,7 +151,10 @@ impl Driver for ModbusDriver {
             ("maxRegistersPerRequest".into(), l.max_registers.to_string()),
             ("maxBitsPerRequest".into(), l.max_bits.to_string()),
             ("maxGap".into(), l.max_gap.to_string()),
-            ("singleRequestPerProperty".into(), l.single_request.to_string()),
+            (
+                "singleRequestPerProperty".into(),
+                l.single_request.to_string(),
+            ),
         ]);
         out
     }

@@ -42,7 +42,9 @@ fn a_misspelt_visitor_key_warns_with_a_suggestion_and_strict_fails() {
     let (ok, out, _) = check(dir.path(), &[profile]);
     assert!(ok, "warnings alone pass without --strict: {out}");
     assert!(
-        out.contains("field \"visitorConfig.scal\": unknown key (did you mean visitorConfig.scale?)"),
+        out.contains(
+            "field \"visitorConfig.scal\": unknown key (did you mean visitorConfig.scale?)"
+        ),
         "{out}"
     );
     assert!(out.contains("(2 unknown key(s))"), "{out}");
@@ -180,5 +182,8 @@ fn samples_and_device_models_have_no_unknown_keys() {
             .collect();
         assert!(unknown.is_empty(), "{}: {unknown:?}", f.display());
     }
-    assert!(modbus_devices >= 8, "the samples were read: {modbus_devices}");
+    assert!(
+        modbus_devices >= 8,
+        "the samples were read: {modbus_devices}"
+    );
 }
