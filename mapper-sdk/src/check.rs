@@ -226,7 +226,7 @@ mod tests {
         let pairs = flatten(&v);
         assert_eq!(
             line(&pairs),
-            "list[0]=1 list[1].a=true s=\"two words\" tcp.ip=10.0.0.5 tcp.port=502"
+            "tcp.ip=10.0.0.5 tcp.port=502 list[0]=1 list[1].a=true s=\"two words\""
         );
         assert!(flatten(&Json::Null).is_empty());
     }
