@@ -2,7 +2,6 @@
 //! `check` mode, and the `main` every mapper binary calls.
 
 use std::collections::BTreeMap;
-use std::fmt::Write as _;
 use std::future::Future;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -16,7 +15,7 @@ use tracing::{debug, error, info, warn};
 
 use crate::about::About;
 use crate::config::{CommonArgs, ProfileSetting, Settings, SettingsError};
-use crate::driver::{DeviceSpec, Driver, bind};
+use crate::driver::{DeviceSpec, Driver, bind_noting};
 use crate::model::DeviceId;
 use crate::mqtt::{Mqtt, MqttError};
 use crate::profile::{Issue, ProfileError, ResolveOptions, problems, resolve};
@@ -73,10 +72,12 @@ pub fn load<D: Driver>(driver: &D, text: &str, opts: &ResolveOptions) -> Loaded<
     let mut devices = Vec::new();
     let mut skipped = Vec::new();
     let mut failed = resolved.failed;
+    let mut warnings = resolved.warnings;
+    let mut noted = Vec::new();
     for def in resolved.devices {
         let id = def.id.clone();
         let kind = def.protocol.kind.clone();
-        match bind(driver, def) {
+        match bind_noting(driver, def) {
             None => skipped.push((id.to_string(), kind)),
             Some(Err(mut issue)) => {
                 // Clipped at once: a shared broken protocol fails every device with it.
@@ -84,15 +85,18 @@ pub fn load<D: Driver>(driver: &D, text: &str, opts: &ResolveOptions) -> Loaded<
                 errors.push(ProfileError::Invalid(issue));
                 failed.push(id);
             }
-            Some(Ok((spec, issues))) => {
-                errors.extend(issues.into_iter().map(|mut i| {
+            Some(Ok(bound)) => {
+                errors.extend(bound.issues.into_iter().map(|mut i| {
                     i.message = problems::clip(i.message);
                     ProfileError::Invalid(i)
                 }));
-                devices.push(spec);
+                noted.extend(bound.warnings);
+                devices.push(bound.spec);
             }
         }
     }
+    // One warning for all the devices with the same ignored key (a shared protocol).
+    warnings.extend(problems::group_issues(noted));
     let errors = problems::group_errors(errors);
     let broken = resolved.format.is_none()
         && errors
@@ -103,7 +107,7 @@ pub fn load<D: Driver>(driver: &D, text: &str, opts: &ResolveOptions) -> Loaded<
         devices,
         skipped,
         errors: errors.iter().map(ToString::to_string).collect(),
-        warnings: resolved.warnings,
+        warnings,
         failed,
     }
 }
@@ -460,54 +464,31 @@ pub async fn shutdown_signal() {
     }
 }
 
-/// Renders the outcome of `check` for a person.
+/// Renders the outcome of `check` for a person, configs as the profile gives them (see
+/// [`crate::check::text`]).
 pub fn check_report<D: Driver>(loaded: &Loaded<D>) -> String {
-    let mut s = String::new();
-    for d in &loaded.devices {
-        let _ = writeln!(
-            s,
-            "device {} (protocol {}, model {})",
-            d.def.id, d.def.protocol.kind, d.def.model
-        );
-        let _ = writeln!(s, "  protocol config: {:?}", d.protocol);
-        for p in &d.properties {
-            let cycle = p
-                .def
-                .collect_cycle
-                .map_or_else(|| "never".to_owned(), |c| format!("{c:?}"));
-            let _ = writeln!(
-                s,
-                "  {} {} {:?} every {cycle}{}{}: {:?}",
-                p.def.name,
-                p.def.data_type,
-                p.def.access,
-                if p.def.twin { " twin" } else { "" },
-                if p.def.data { " data" } else { "" },
-                p.visitor
-            );
-        }
-    }
-    for (id, kind) in &loaded.skipped {
-        let _ = writeln!(
-            s,
-            "skipped {id}: protocol {kind} is not handled by this mapper"
-        );
-    }
-    for w in &loaded.warnings {
-        let _ = writeln!(s, "warning: {w}");
-    }
-    for e in &loaded.errors {
-        let _ = writeln!(s, "error: {e}");
-    }
-    let _ = writeln!(
-        s,
-        "{} device(s) ok, {} skipped, {} error(s), {} warning(s)",
-        loaded.devices.len(),
-        loaded.skipped.len(),
-        loaded.errors.len(),
-        loaded.warnings.len()
-    );
-    s
+    crate::check::text(None, loaded, &[])
+}
+
+/// The config file's unknown keys as warnings for `check` (none when it cannot be
+/// read: [`Settings::from_args`] has said why already).
+fn config_warnings(path: &std::path::Path) -> Vec<Issue> {
+    let Ok(text) = std::fs::read_to_string(path) else {
+        return Vec::new();
+    };
+    let Ok((_, unknown)) = crate::config::parse_config_noting(&text, path) else {
+        return Vec::new();
+    };
+    unknown
+        .into_iter()
+        .map(|k| Issue {
+            device: None,
+            property: None,
+            message: format!("{} (in {})", k.message(), path.display()),
+            field: Some(k.path),
+            others: Vec::new(),
+        })
+        .collect()
 }
 
 #[derive(Debug, Parser)]
@@ -523,10 +504,18 @@ struct Cli {
 enum Command {
     /// Run the mapper (the default).
     Run,
-    /// Validate a profile: print the resolved devices or every error; exit 1 on errors.
+    /// Validate a profile: print the resolved devices, every warning (unknown keys of the
+    /// config file and of protocol and visitor configs among them) and every error; exit
+    /// 1 on errors.
     Check {
         /// The profile (default: the configured one).
         profile: Option<std::path::PathBuf>,
+        /// Warnings fail the check too (exit 1).
+        #[arg(long)]
+        strict: bool,
+        /// Print one JSON document: {devices, skipped, warnings, errors}.
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -565,7 +554,12 @@ pub fn main_with<D: Driver>(driver: D, about: About) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    if let Some(Command::Check { profile }) = &cli.command {
+    if let Some(Command::Check {
+        profile,
+        strict,
+        json,
+    }) = &cli.command
+    {
         let text = match (profile, &settings.profile) {
             (Some(p), _) | (None, ProfileSetting::File(p)) => match std::fs::read_to_string(p) {
                 Ok(t) => t,
@@ -587,8 +581,14 @@ pub fn main_with<D: Driver>(driver: D, about: About) -> ExitCode {
             }
         };
         let loaded = load(&driver, &text, &settings.resolve);
-        print!("{}", check_report(&loaded));
-        return if loaded.errors.is_empty() {
+        let extra = config_warnings(&cli.common.config_file);
+        if *json {
+            println!("{}", crate::check::json(Some(&driver), &loaded, &extra));
+        } else {
+            print!("{}", crate::check::text(Some(&driver), &loaded, &extra));
+        }
+        let warned = !extra.is_empty() || !loaded.warnings.is_empty();
+        return if loaded.errors.is_empty() && !(*strict && warned) {
             ExitCode::SUCCESS
         } else {
             ExitCode::FAILURE

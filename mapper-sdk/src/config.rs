@@ -11,6 +11,7 @@ use thiserror::Error;
 
 use crate::model::StateNames;
 use crate::mqtt::{MqttError, MqttSettings, TlsSettings};
+use crate::profile::unknown::{UnknownKey, fold};
 use crate::profile::{ResolveOptions, TopicScheme};
 use crate::runtime::RuntimeOptions;
 
@@ -140,19 +141,49 @@ pub enum SettingsError {
 
 /// Parses a config file's text (YAML or JSON).
 pub fn parse_config(text: &str, path: &Path) -> Result<ConfigFile, SettingsError> {
+    parse_config_noting(text, path).map(|(file, _)| file)
+}
+
+/// Sections and keys of KubeEdge's sample configs that mean nothing to this mapper but
+/// are no typos (folded: no case, `-` or `_`): mapper-sdk-go's `http:`, the old
+/// bluetooth mapper's sections and its internal broker, mapper-framework's sections in a
+/// build without DMI.
+const FOREIGN_KEYS: &[&str] = &[
+    "http",
+    "devicemodelname",
+    "actionmanager",
+    "scheduler",
+    "watcher",
+    "mqtt.mode",
+    "mqtt.internalserver",
+    "common",
+    "grpcserver",
+    "dmi",
+];
+
+/// Parses a config file's text like [`parse_config`], and returns the keys it does not
+/// know (typos, most of the time), apart from the [`FOREIGN_KEYS`] of KubeEdge's sample
+/// configs.
+pub fn parse_config_noting(
+    text: &str,
+    path: &Path,
+) -> Result<(ConfigFile, Vec<UnknownKey>), SettingsError> {
     let err = |message: String| SettingsError::File {
         path: path.to_owned(),
         message,
     };
     if text.trim().is_empty() {
-        return Ok(ConfigFile::default());
+        return Ok((ConfigFile::default(), Vec::new()));
     }
     let value: serde_json::Value =
         serde_saphyr::from_str(text).map_err(|e| err(format!("invalid YAML: {e}")))?;
     if value.is_null() {
-        return Ok(ConfigFile::default());
+        return Ok((ConfigFile::default(), Vec::new()));
     }
-    crate::profile::ci::from_value(value).map_err(|e| err(e.to_string()))
+    let (file, mut unknown) =
+        crate::profile::ci::from_value_noting(value).map_err(|e| err(e.to_string()))?;
+    unknown.retain(|k| !FOREIGN_KEYS.contains(&fold(&k.path).as_str()));
+    Ok((file, unknown))
 }
 
 /// Topic scheme as a flag value.
@@ -322,7 +353,13 @@ impl Settings {
     /// (`DEVICE_PROFILE` holds profile text when the profile file does not exist).
     pub fn from_args(args: &CommonArgs, driver: &str) -> Result<Self, SettingsError> {
         let file = match std::fs::read_to_string(&args.config_file) {
-            Ok(text) => parse_config(&text, &args.config_file)?,
+            Ok(text) => {
+                let (file, unknown) = parse_config_noting(&text, &args.config_file)?;
+                for k in unknown {
+                    tracing::warn!("{}: {k}", args.config_file.display());
+                }
+                file
+            }
             Err(e)
                 if e.kind() == std::io::ErrorKind::NotFound
                     && args.config_file == Path::new("config.yaml") =>
@@ -825,7 +862,8 @@ mod tests {
                 .join("../tests/fixtures/kubeedge-samples")
                 .join(name);
             let text = std::fs::read_to_string(&path).unwrap();
-            let f = parse_config(&text, &path).unwrap();
+            let (f, unknown) = parse_config_noting(&text, &path).unwrap();
+            assert!(unknown.is_empty(), "{name}: {unknown:?}");
             let s = Settings::merge(&CommonArgs::default(), f, "modbus", None)
                 .unwrap_or_else(|e| panic!("{name}: {e}"));
             assert!(s.mqtt.tls.is_none(), "{name}");
@@ -910,6 +948,24 @@ mod tests {
         let f = parse_config("mapper:\n  source: configmap\n", Path::new("c.yaml")).unwrap();
         let err = Settings::merge(&CommonArgs::default(), f, "m", None).unwrap_err();
         assert!(err.to_string().contains("configMapName"), "{err}");
+    }
+
+    #[test]
+    fn unknown_keys_are_noted_with_suggestions() {
+        let text = "mqtt:\n  sever: tcp://x:1883\n  Client_ID: a\nmapper:\n  offlineAftr: 2\n  kubeconfig: k\nconfigmapp: p\nhttp:\n  x: 1\n";
+        let (f, unknown) = parse_config_noting(text, Path::new("c.yaml")).unwrap();
+        assert_eq!(f.mqtt.client_id.as_deref(), Some("a"));
+        let shown: Vec<String> = unknown.iter().map(ToString::to_string).collect();
+        assert_eq!(
+            shown,
+            [
+                "unknown key configmapp (did you mean configmap?)",
+                "unknown key mapper.offlineAftr (did you mean mapper.offlineAfter?)",
+                "unknown key mqtt.sever (did you mean mqtt.server?)",
+            ]
+        );
+        let (_, none) = parse_config_noting(MAPPERS_GO, Path::new("c.yaml")).unwrap();
+        assert!(none.is_empty(), "{none:?}");
     }
 
     #[test]

@@ -26,6 +26,7 @@ use serde_json::Value as Json;
 use thiserror::Error;
 
 use crate::model::{DeviceId, PropertyName, Value};
+use crate::profile::unknown::UnknownKey;
 use crate::profile::{DeviceDef, Issue, PropertyDef, ProtocolDef};
 
 /// What went wrong talking to a device.
@@ -81,6 +82,24 @@ impl ConfigError {
     /// Turns a serde error from deserializing `field` into a config error.
     pub fn from_serde(field: impl Into<String>, err: &serde_json::Error) -> Self {
         Self::new(field, err.to_string())
+    }
+}
+
+/// A config key a driver ignored (a typo, most of the time): a warning, not an error.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigWarning {
+    /// The key, e.g. `visitorConfig.scal`.
+    pub field: String,
+    /// What it means, e.g. `unknown key (did you mean visitorConfig.scale?); it is ignored`.
+    pub message: String,
+}
+
+impl From<UnknownKey> for ConfigWarning {
+    fn from(k: UnknownKey) -> Self {
+        Self {
+            message: k.message(),
+            field: k.path,
+        }
     }
 }
 
@@ -152,6 +171,38 @@ pub trait Driver: Send + Sync + 'static {
         property: &PropertyDef,
         protocol: &Self::Protocol,
     ) -> Result<Self::Visitor, ConfigError>;
+
+    /// [`Driver::parse_protocol`], with the keys of the config that were ignored (see
+    /// [`config_from_json_noting`]); [`bind`] turns them into profile warnings. The
+    /// default notes nothing.
+    fn parse_protocol_noting(
+        &self,
+        protocol: &ProtocolDef,
+    ) -> Result<(Self::Protocol, Vec<ConfigWarning>), ConfigError> {
+        Ok((self.parse_protocol(protocol)?, Vec::new()))
+    }
+
+    /// [`Driver::parse_visitor`], with the keys of the config that were ignored. The
+    /// default notes nothing.
+    fn parse_visitor_noting(
+        &self,
+        property: &PropertyDef,
+        protocol: &Self::Protocol,
+    ) -> Result<(Self::Visitor, Vec<ConfigWarning>), ConfigError> {
+        Ok((self.parse_visitor(property, protocol)?, Vec::new()))
+    }
+
+    /// The protocol config as `key=value` pairs for `check`; the default (none) makes
+    /// `check` show the config as the profile gives it.
+    fn describe_protocol(&self, _protocol: &Self::Protocol) -> Vec<(String, String)> {
+        Vec::new()
+    }
+
+    /// A visitor config as `key=value` pairs for `check` (see
+    /// [`Driver::describe_protocol`]).
+    fn describe_visitor(&self, _visitor: &Self::Visitor) -> Vec<(String, String)> {
+        Vec::new()
+    }
 
     /// Connects a device. Called again with backoff after [`DriverError::Link`].
     fn connect(
@@ -225,53 +276,75 @@ pub trait Device: Send + 'static {
 /// the issue that stopped the whole device.
 pub type Bound<D> = Result<(DeviceSpec<D>, Vec<Issue>), Issue>;
 
+/// A device bound to a driver, as [`bind_noting`] returns it.
+#[derive(Debug)]
+pub struct BoundDevice<D: Driver> {
+    /// The device.
+    pub spec: DeviceSpec<D>,
+    /// The properties that were dropped, and why (errors).
+    pub issues: Vec<Issue>,
+    /// Config keys the driver ignored (warnings).
+    pub warnings: Vec<Issue>,
+}
+
 /// Binds a resolved device to a driver: parses the protocol config and every visitor.
 ///
 /// A bad protocol config is an error for the device; a bad visitor drops that property
 /// only and is returned among the issues. Returns `None` when the driver does not handle
 /// the device's protocol.
 pub fn bind<D: Driver>(driver: &D, def: DeviceDef) -> Option<Bound<D>> {
+    bind_noting(driver, def).map(|b| b.map(|b| (b.spec, b.issues)))
+}
+
+/// [`bind`], with the config keys the driver ignored as warnings (each names the device,
+/// the property for a visitor, and the key as the field).
+pub fn bind_noting<D: Driver>(driver: &D, def: DeviceDef) -> Option<Result<BoundDevice<D>, Issue>> {
     if !driver.handles(&def.protocol) {
         return None;
     }
     let device = def.id.to_string();
-    let protocol = match driver.parse_protocol(&def.protocol) {
-        Ok(p) => p,
-        Err(e) => {
-            return Some(Err(Issue {
-                device: Some(device),
-                property: None,
-                field: Some(e.field),
-                message: e.message,
-                others: Vec::new(),
-            }));
-        }
+    let issue = |property: Option<String>, field: String, message: String| Issue {
+        device: Some(device.clone()),
+        property,
+        field: Some(field),
+        message,
+        others: Vec::new(),
     };
+    let (protocol, noted) = match driver.parse_protocol_noting(&def.protocol) {
+        Ok(p) => p,
+        Err(e) => return Some(Err(issue(None, e.field, e.message))),
+    };
+    let mut warnings: Vec<Issue> = noted
+        .into_iter()
+        .map(|w| issue(None, w.field, w.message))
+        .collect();
     let mut issues = Vec::new();
     let mut properties = Vec::new();
     for p in &def.properties {
-        match driver.parse_visitor(p, &protocol) {
-            Ok(visitor) => properties.push(PropertySpec {
-                def: Arc::clone(p),
-                visitor,
-            }),
-            Err(e) => issues.push(Issue {
-                device: Some(device.clone()),
-                property: Some(p.name.to_string()),
-                field: Some(e.field),
-                message: e.message,
-                others: Vec::new(),
-            }),
+        match driver.parse_visitor_noting(p, &protocol) {
+            Ok((visitor, noted)) => {
+                warnings.extend(
+                    noted
+                        .into_iter()
+                        .map(|w| issue(Some(p.name.to_string()), w.field, w.message)),
+                );
+                properties.push(PropertySpec {
+                    def: Arc::clone(p),
+                    visitor,
+                });
+            }
+            Err(e) => issues.push(issue(Some(p.name.to_string()), e.field, e.message)),
         }
     }
-    Some(Ok((
-        DeviceSpec {
+    Some(Ok(BoundDevice {
+        spec: DeviceSpec {
             def,
             protocol,
             properties,
         },
         issues,
-    )))
+        warnings,
+    }))
 }
 
 /// Deserializes a driver config from profile JSON, matching field names the way Go does
@@ -286,6 +359,22 @@ pub fn config_from_json<T: serde::de::DeserializeOwned>(
         value.clone()
     };
     crate::profile::ci::from_value(v).map_err(|e| ConfigError::from_serde(field, &e))
+}
+
+/// [`config_from_json`], with the keys that matched no field of `T` (paths under
+/// `field`, e.g. `visitorConfig.scal`, with the likely field as a suggestion).
+pub fn config_from_json_noting<T: serde::de::DeserializeOwned>(
+    field: &str,
+    value: &Json,
+) -> Result<(T, Vec<UnknownKey>), ConfigError> {
+    let v = if value.is_null() {
+        Json::Object(serde_json::Map::new())
+    } else {
+        value.clone()
+    };
+    let (t, unknown) =
+        crate::profile::ci::from_value_noting(v).map_err(|e| ConfigError::from_serde(field, &e))?;
+    Ok((t, unknown.into_iter().map(|k| k.under(field)).collect()))
 }
 
 /// The protocol kind KubeEdge gives a `customizedProtocol` in a v1alpha2 profile.

@@ -12,6 +12,7 @@ pub mod about;
 pub mod app;
 pub mod buffer;
 pub mod buffer_file;
+pub mod check;
 pub mod config;
 #[cfg(feature = "dmi")]
 pub mod dmi;

@@ -18,7 +18,8 @@ use serde_json::Value as Json;
 use tokio::sync::Notify;
 
 use crate::driver::{
-    ConfigError, Device, DeviceSpec, Driver, DriverError, PropertySpec, config_from_json,
+    ConfigError, ConfigWarning, Device, DeviceSpec, Driver, DriverError, PropertySpec,
+    config_from_json_noting,
 };
 use crate::model::{DeviceId, Value};
 use crate::profile::{PropertyDef, ProtocolDef};
@@ -120,15 +121,34 @@ impl Driver for MemoryDriver {
     }
 
     fn parse_protocol(&self, protocol: &ProtocolDef) -> Result<MemoryProtocol, ConfigError> {
-        config_from_json("protocolConfig", &protocol.config)
+        self.parse_protocol_noting(protocol).map(|(p, _)| p)
     }
 
     fn parse_visitor(
         &self,
         property: &PropertyDef,
-        _: &MemoryProtocol,
+        protocol: &MemoryProtocol,
     ) -> Result<MemoryVisitor, ConfigError> {
-        let mut v: MemoryVisitor = config_from_json("visitorConfig", &property.visitor)?;
+        self.parse_visitor_noting(property, protocol)
+            .map(|(v, _)| v)
+    }
+
+    fn parse_protocol_noting(
+        &self,
+        protocol: &ProtocolDef,
+    ) -> Result<(MemoryProtocol, Vec<ConfigWarning>), ConfigError> {
+        let (p, unknown) = config_from_json_noting("protocolConfig", &protocol.config)?;
+        Ok((p, unknown.into_iter().map(ConfigWarning::from).collect()))
+    }
+
+    fn parse_visitor_noting(
+        &self,
+        property: &PropertyDef,
+        _: &MemoryProtocol,
+    ) -> Result<(MemoryVisitor, Vec<ConfigWarning>), ConfigError> {
+        let (mut v, unknown): (MemoryVisitor, _) =
+            config_from_json_noting("visitorConfig", &property.visitor)?;
+        let warnings = unknown.into_iter().map(ConfigWarning::from).collect();
         if v.key.is_empty() {
             v.key = property.name.to_string();
         }
@@ -138,7 +158,7 @@ impl Driver for MemoryDriver {
                 "keys may not contain spaces",
             ));
         }
-        Ok(v)
+        Ok((v, warnings))
     }
 
     async fn connect(&self, spec: &DeviceSpec<Self>) -> Result<MemoryHandle, DriverError> {

@@ -170,3 +170,39 @@ fn adversarial_megabyte_profiles_give_a_short_report() {
         );
     }
 }
+
+#[test]
+fn unknown_keys_are_warnings_grouped_across_devices() {
+    let text = r#"{"deviceInstances": [
+        {"id": "a", "protocol": "p", "model": "m",
+         "propertyVisitors": [{"propertyName": "t", "visitorConfig": {"kye": "t"}}]},
+        {"id": "b", "protocol": "p", "model": "m",
+         "propertyVisitors": [{"propertyName": "t", "visitorConfig": {"Key": "t"}}]}],
+     "deviceModels": [{"name": "m", "properties": [{"name": "t", "dataType": "int"}]}],
+     "protocols": [{"name": "p", "protocol": "memory", "protocolConfig": {"devcie": "x"}}]}"#;
+    let l = loaded(text);
+    assert!(l.errors.is_empty(), "{:?}", l.errors);
+    assert_eq!(l.devices.len(), 2, "warnings do not stop devices");
+    let shown: Vec<String> = l.warnings.iter().map(ToString::to_string).collect();
+    assert_eq!(
+        shown,
+        [
+            "devices \"a\", \"b\", field \"protocolConfig.devcie\": unknown key (did you mean protocolConfig.device?); it is ignored",
+            "device \"a\", property \"t\", field \"visitorConfig.kye\": unknown key (did you mean visitorConfig.key?); it is ignored",
+        ]
+    );
+    let report = check_report(&l);
+    assert!(
+        report
+            .ends_with("2 device(s) ok, 0 skipped, 0 error(s), 2 warning(s) (2 unknown key(s))\n"),
+        "{report}"
+    );
+    assert!(
+        report.contains("  t int ReadWrite every 1s twin: kye=t\n"),
+        "{report}"
+    );
+    let doc = mapper_sdk::check::json(None, &l, &[]);
+    assert_eq!(doc["warnings"][1]["property"], "t");
+    assert_eq!(doc["warnings"][1]["field"], "visitorConfig.kye");
+    assert_eq!(mapper_sdk::check::unknown_key_count(&l.warnings), 2);
+}

@@ -8,7 +8,8 @@
 //! `collect_cycle` all reach `collectCycle`). Keys of free-form maps are left untouched,
 //! unknown keys are ignored by the usual serde rules, and when a key appears twice after
 //! folding, the last one wins as in Go. Drivers use the same function for their protocol
-//! and visitor configs.
+//! and visitor configs; [`from_value_noting`] also returns the keys that matched no
+//! field (with the field each most likely means), so that typos become warnings.
 
 use serde::Deserialize;
 use serde::de::{
@@ -17,10 +18,47 @@ use serde::de::{
 };
 use serde_json::Value;
 use serde_json::value::RawValue;
+use std::cell::RefCell;
+use std::rc::Rc;
+
+use super::unknown::{UnknownKey, fold, join, suggest};
 
 /// Deserializes `T` from `value`, matching struct field names case-insensitively.
 pub fn from_value<T: DeserializeOwned>(value: Value) -> Result<T, serde_json::Error> {
-    T::deserialize(Ci(value))
+    T::deserialize(Ci(value, None))
+}
+
+/// Deserializes `T` from `value` like [`from_value`], and returns the keys of struct
+/// objects that matched no field of their struct, sorted by path, with paths relative
+/// to `value` (keys of free-form maps and of JSON values kept as they are never count).
+pub fn from_value_noting<T: DeserializeOwned>(
+    value: Value,
+) -> Result<(T, Vec<UnknownKey>), serde_json::Error> {
+    let sink = Rc::new(RefCell::new(Vec::new()));
+    let track = Track {
+        sink: Rc::clone(&sink),
+        path: String::new(),
+    };
+    let t = T::deserialize(Ci(value, Some(track)))?;
+    let mut found = sink.take();
+    found.sort_by(|a, b| a.path.cmp(&b.path));
+    Ok((t, found))
+}
+
+/// Where unknown keys go, and the path of the value being read.
+#[derive(Clone)]
+struct Track {
+    sink: Rc<RefCell<Vec<UnknownKey>>>,
+    path: String,
+}
+
+impl Track {
+    fn child(&self, key: &str) -> Self {
+        Self {
+            sink: Rc::clone(&self.sink),
+            path: join(&self.path, key),
+        }
+    }
 }
 
 /// Deserializes `T` from the JSON text `raw`, matching struct field names
@@ -38,41 +76,36 @@ pub fn from_raw<'a, T: Deserialize<'a>>(raw: &'a RawValue) -> Result<T, serde_js
     })
 }
 
-fn fold(key: &str) -> String {
-    key.chars()
-        .filter(|c| *c != '_' && *c != '-')
-        .map(|c| c.to_ascii_lowercase())
-        .collect()
-}
-
 /// A value that can be deserialized case-insensitively: a JSON tree or JSON text.
 trait CiValue<'de> {
     type De: Deserializer<'de, Error = serde_json::Error>;
-    fn ci(self) -> Self::De;
+    fn ci(self, track: Option<Track>) -> Self::De;
 }
 
 impl<'de> CiValue<'de> for Value {
     type De = Ci;
-    fn ci(self) -> Ci {
-        Ci(self)
+    fn ci(self, track: Option<Track>) -> Ci {
+        Ci(self, track)
     }
 }
 
 impl<'de> CiValue<'de> for &'de RawValue {
     type De = CiRaw<'de>;
-    fn ci(self) -> CiRaw<'de> {
+    fn ci(self, _track: Option<Track>) -> CiRaw<'de> {
         CiRaw(self)
     }
 }
 
-struct Ci(Value);
+/// A JSON tree, and where its unknown keys go (when they are collected).
+struct Ci(Value, Option<Track>);
 
 /// JSON text, deserialized on demand.
 struct CiRaw<'a>(&'a RawValue);
 
 struct CiMap<V> {
     entries: std::vec::IntoIter<(String, V)>,
-    pending: Option<V>,
+    pending: Option<(String, V)>,
+    track: Option<Track>,
 }
 
 impl<V> CiMap<V> {
@@ -80,6 +113,7 @@ impl<V> CiMap<V> {
     fn new(
         map: impl IntoIterator<Item = (String, V)>,
         fields: Option<&'static [&'static str]>,
+        track: Option<Track>,
     ) -> Self {
         let map = map.into_iter();
         let mut entries: Vec<(String, V)> = Vec::with_capacity(map.size_hint().0);
@@ -90,10 +124,18 @@ impl<V> CiMap<V> {
             let key = match fields {
                 Some(fields) if !fields.contains(&key.as_str()) => {
                     let folded = fold(&key);
-                    fields
-                        .iter()
-                        .find(|f| fold(f) == folded)
-                        .map_or(key, |f| (*f).to_owned())
+                    match fields.iter().find(|f| fold(f) == folded) {
+                        Some(f) => (*f).to_owned(),
+                        None => {
+                            if let Some(t) = &track {
+                                t.sink.borrow_mut().push(UnknownKey {
+                                    path: join(&t.path, &key),
+                                    suggestion: suggest(&key, fields).map(|f| join(&t.path, f)),
+                                });
+                            }
+                            key
+                        }
+                    }
                 }
                 _ => key,
             };
@@ -108,6 +150,7 @@ impl<V> CiMap<V> {
         Self {
             entries: entries.into_iter(),
             pending: None,
+            track,
         }
     }
 }
@@ -121,8 +164,9 @@ impl<'de, V: CiValue<'de>> MapAccess<'de> for CiMap<V> {
     ) -> Result<Option<K::Value>, Self::Error> {
         match self.entries.next() {
             Some((key, value)) => {
-                self.pending = Some(value);
-                seed.deserialize(key.into_deserializer()).map(Some)
+                let out = seed.deserialize(key.as_str().into_deserializer()).map(Some);
+                self.pending = Some((key, value));
+                out
             }
             None => Ok(None),
         }
@@ -133,7 +177,10 @@ impl<'de, V: CiValue<'de>> MapAccess<'de> for CiMap<V> {
         seed: S,
     ) -> Result<S::Value, Self::Error> {
         match self.pending.take() {
-            Some(value) => seed.deserialize(value.ci()),
+            Some((key, value)) => {
+                let track = self.track.as_ref().map(|t| t.child(&key));
+                seed.deserialize(value.ci(track))
+            }
             None => Err(serde_json::Error::custom(
                 "a map value was asked for before its key",
             )),
@@ -145,7 +192,21 @@ impl<'de, V: CiValue<'de>> MapAccess<'de> for CiMap<V> {
     }
 }
 
-struct CiSeq<V>(std::vec::IntoIter<V>);
+struct CiSeq<V> {
+    items: std::iter::Enumerate<std::vec::IntoIter<V>>,
+    len: usize,
+    track: Option<Track>,
+}
+
+impl<V> CiSeq<V> {
+    fn new(items: Vec<V>, track: Option<Track>) -> Self {
+        Self {
+            len: items.len(),
+            items: items.into_iter().enumerate(),
+            track,
+        }
+    }
+}
 
 impl<'de, V: CiValue<'de>> SeqAccess<'de> for CiSeq<V> {
     type Error = serde_json::Error;
@@ -154,11 +215,18 @@ impl<'de, V: CiValue<'de>> SeqAccess<'de> for CiSeq<V> {
         &mut self,
         seed: T,
     ) -> Result<Option<T::Value>, Self::Error> {
-        self.0.next().map(|v| seed.deserialize(v.ci())).transpose()
+        self.items
+            .next()
+            .map(|(i, v)| {
+                let track = self.track.as_ref().map(|t| t.child(&format!("[{i}]")));
+                self.len -= 1;
+                seed.deserialize(v.ci(track))
+            })
+            .transpose()
     }
 
     fn size_hint(&self) -> Option<usize> {
-        Some(self.0.len())
+        Some(self.len)
     }
 }
 
@@ -167,8 +235,8 @@ impl<'de> Deserializer<'de> for Ci {
 
     fn deserialize_any<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Self::Error> {
         match self.0 {
-            Value::Object(map) => visitor.visit_map(CiMap::new(map, None)),
-            Value::Array(items) => visitor.visit_seq(CiSeq(items.into_iter())),
+            Value::Object(map) => visitor.visit_map(CiMap::new(map, None, self.1)),
+            Value::Array(items) => visitor.visit_seq(CiSeq::new(items, self.1)),
             other => other.deserialize_any(visitor),
         }
     }
@@ -176,7 +244,7 @@ impl<'de> Deserializer<'de> for Ci {
     fn deserialize_option<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Self::Error> {
         match self.0 {
             Value::Null => visitor.visit_none(),
-            other => visitor.visit_some(Ci(other)),
+            other => visitor.visit_some(Ci(other, self.1)),
         }
     }
 
@@ -187,7 +255,7 @@ impl<'de> Deserializer<'de> for Ci {
         visitor: V,
     ) -> Result<V::Value, Self::Error> {
         match self.0 {
-            Value::Object(map) => visitor.visit_map(CiMap::new(map, Some(fields))),
+            Value::Object(map) => visitor.visit_map(CiMap::new(map, Some(fields), self.1)),
             other => other.deserialize_struct(name, fields, visitor),
         }
     }
@@ -265,8 +333,8 @@ impl<'de> Deserializer<'de> for CiRaw<'de> {
 
     fn deserialize_any<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Self::Error> {
         match self.first() {
-            Some(b'{') => visitor.visit_map(CiMap::new(self.entries()?, None)),
-            Some(b'[') => visitor.visit_seq(CiSeq(self.items()?.into_iter())),
+            Some(b'{') => visitor.visit_map(CiMap::new(self.entries()?, None, None)),
+            Some(b'[') => visitor.visit_seq(CiSeq::new(self.items()?, None)),
             _ => self.json().deserialize_any(visitor),
         }
     }
@@ -286,7 +354,7 @@ impl<'de> Deserializer<'de> for CiRaw<'de> {
         visitor: V,
     ) -> Result<V::Value, Self::Error> {
         if self.first() == Some(b'{') {
-            visitor.visit_map(CiMap::new(self.entries()?, Some(fields)))
+            visitor.visit_map(CiMap::new(self.entries()?, Some(fields), None))
         } else {
             self.json().deserialize_struct(name, fields, visitor)
         }
@@ -430,6 +498,35 @@ mod tests {
         text.push_str("\"k7\": -1}");
         let free: BTreeMap<String, i64> = from_raw(raw(&text)).unwrap();
         assert_eq!((free.len(), free["k7"], free["k8"]), (200_000, -1, 8));
+    }
+
+    #[test]
+    fn unknown_struct_keys_are_noted_with_paths_and_suggestions() {
+        let v = json!({
+            "PropertyVisitors": [{"CollectCycle": 5, "slave_idd": 3}, {"colectCycle": 1}],
+            "FREE": {"anything": 1},
+            "maybe": {"slaveId": 2, "other": true},
+            "unknown": {"x": 1}
+        });
+        let (got, unknown): (Outer, _) = from_value_noting(v).unwrap();
+        assert_eq!(got.property_visitors[0].collect_cycle, Some(5));
+        let shown: Vec<String> = unknown.iter().map(ToString::to_string).collect();
+        assert_eq!(
+            shown,
+            [
+                "unknown key maybe.other",
+                "unknown key propertyVisitors[0].slave_idd (did you mean propertyVisitors[0].slaveId?)",
+                "unknown key propertyVisitors[1].colectCycle (did you mean propertyVisitors[1].collectCycle?)",
+                "unknown key unknown",
+            ]
+        );
+        // Free-form maps and JSON values have no unknown keys.
+        let (_, none): (BTreeMap<String, Value>, _) =
+            from_value_noting(json!({"a": {"b": 1}, "c": [{"d": 2}]})).unwrap();
+        assert!(none.is_empty());
+        // Without noting, the same input reads the same.
+        let plain: Outer = from_value(json!({"propertyVisitors": [], "free": {}, "x": 1})).unwrap();
+        assert!(plain.property_visitors.is_empty());
     }
 
     #[test]

@@ -17,6 +17,7 @@ pub mod ci;
 mod crd;
 pub mod problems;
 mod raw;
+pub mod unknown;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt;

@@ -56,8 +56,9 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use base64::Engine as _;
-use mapper_sdk::driver::ConfigError;
+use mapper_sdk::driver::{ConfigError, ConfigWarning};
 use mapper_sdk::model::DataType;
+use mapper_sdk::profile::unknown::{UnknownKey, suggest};
 use mapper_sdk::profile::{PropertyDef, ProtocolDef};
 use serde_json::{Map, Value as Json};
 use tracing::warn;
@@ -491,6 +492,71 @@ pub fn parse_protocol(p: &ProtocolDef) -> Result<BleProtocol, ConfigError> {
         adapter,
         connect_timeout,
     })
+}
+
+/// The visitor keys, as the docs spell them (for suggestions).
+const VISITOR_FIELDS: &[&str] = &[
+    "characteristicUUID",
+    "dataWrite",
+    "dataConverter",
+    "startIndex",
+    "endIndex",
+    "shiftLeft",
+    "shiftRight",
+    "orderOfOperations",
+    "notify",
+    "writeEncoding",
+    "writeType",
+    "customizedValues",
+    "protocolName",
+];
+
+/// The `protocolConfig` keys.
+const PROTOCOL_FIELDS: &[&str] = &["macAddress", "adapter", "connectTimeout"];
+
+/// Keys of `object` (at `at`) that are none of `fields`, with suggestions; `skip` keeps
+/// some out (values used by another rule).
+fn unknown_keys(
+    object: Option<&Map<String, Json>>,
+    at: &str,
+    fields: &[&str],
+    skip: impl Fn(&Json) -> bool,
+) -> Vec<ConfigWarning> {
+    let Some(object) = object else {
+        return Vec::new();
+    };
+    object
+        .iter()
+        .filter(|(k, v)| !fields.iter().any(|f| fold(f) == fold(k)) && !skip(v))
+        .map(|(k, _)| {
+            ConfigWarning::from(UnknownKey {
+                path: format!("{at}.{k}"),
+                suggestion: suggest(k, fields).map(|f| format!("{at}.{f}")),
+            })
+        })
+        .collect()
+}
+
+/// The keys of a device's `protocolConfig` this mapper ignores (the keys of the free-form
+/// `customizedValues` are not looked at).
+pub fn protocol_unknown_keys(p: &ProtocolDef) -> Vec<ConfigWarning> {
+    unknown_keys(
+        p.config.as_object(),
+        "protocolConfig",
+        PROTOCOL_FIELDS,
+        |_| false,
+    )
+}
+
+/// The keys of a property's `visitorConfig` this mapper ignores. Byte lists are left
+/// out: beside an empty `dataWrite` they are its mis-indented entries.
+pub fn visitor_unknown_keys(property: &PropertyDef) -> Vec<ConfigWarning> {
+    unknown_keys(
+        property.visitor.as_object(),
+        "visitorConfig",
+        VISITOR_FIELDS,
+        is_byte_array,
+    )
 }
 
 /// Visitor keys this mapper knows (folded), so that leftovers can be recognised.

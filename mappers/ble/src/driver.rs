@@ -18,7 +18,9 @@
 use std::collections::{HashMap, VecDeque};
 use std::time::{Duration, Instant};
 
-use mapper_sdk::driver::{ConfigError, Device, DeviceSpec, Driver, DriverError, PropertySpec};
+use mapper_sdk::driver::{
+    ConfigError, ConfigWarning, Device, DeviceSpec, Driver, DriverError, PropertySpec,
+};
 use mapper_sdk::model::{DeviceId, PropertyName, Value};
 use mapper_sdk::profile::{PropertyDef, ProtocolDef};
 use tracing::{debug, info, trace, warn};
@@ -85,6 +87,23 @@ impl<C: GattConnector> Driver for BleDriver<C> {
         _protocol: &BleProtocol,
     ) -> Result<BleVisitor, ConfigError> {
         config::parse_visitor(property)
+    }
+
+    fn parse_protocol_noting(
+        &self,
+        protocol: &ProtocolDef,
+    ) -> Result<(BleProtocol, Vec<ConfigWarning>), ConfigError> {
+        let p = config::parse_protocol(protocol)?;
+        Ok((p, config::protocol_unknown_keys(protocol)))
+    }
+
+    fn parse_visitor_noting(
+        &self,
+        property: &PropertyDef,
+        _protocol: &BleProtocol,
+    ) -> Result<(BleVisitor, Vec<ConfigWarning>), ConfigError> {
+        let v = config::parse_visitor(property)?;
+        Ok((v, config::visitor_unknown_keys(property)))
     }
 
     async fn connect(&self, spec: &DeviceSpec<Self>) -> Result<BleDevice<C::Link>, DriverError> {

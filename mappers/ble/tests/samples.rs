@@ -38,6 +38,17 @@ fn visitor<'a>(
         .visitor
 }
 
+/// Asserts that no warning of `loaded` is about an unknown key (the samples have none).
+fn no_unknown_keys(loaded: &mapper_sdk::app::Loaded<BleDriver<FakeBle>>, what: &str) {
+    let unknown: Vec<String> = loaded
+        .warnings
+        .iter()
+        .filter(|w| mapper_sdk::profile::unknown::is_unknown_key_message(&w.message))
+        .map(ToString::to_string)
+        .collect();
+    assert!(unknown.is_empty(), "{what}: {unknown:?}");
+}
+
 fn cc2650_text() -> Option<String> {
     let model = read(&samples().join("CC2650-device-model.yaml"))?;
     let instance = read(&samples().join("CC2650-device-instance.yaml"))?;
@@ -49,6 +60,7 @@ fn cc2650_sample_pair_loads_with_its_mis_indentation_tolerated() {
     let Some(text) = cc2650_text() else { return };
     let loaded = mapper_sdk::load(&driver(), &text, &ResolveOptions::default());
     assert!(loaded.errors.is_empty(), "{:?}", loaded.errors);
+    no_unknown_keys(&loaded, "CC2650");
     assert_eq!(loaded.devices.len(), 1);
     let d = &loaded.devices[0];
     assert_eq!(d.id().as_str(), "sensor-tag-instance-01");
@@ -148,6 +160,7 @@ fn ble_configmap_sample_loads() {
     };
     let loaded = mapper_sdk::load(&driver(), &text, &ResolveOptions::default());
     assert!(loaded.errors.is_empty(), "{:?}", loaded.errors);
+    no_unknown_keys(&loaded, "ble-configmap_test.json");
     assert_eq!(loaded.devices.len(), 1);
     let d = &loaded.devices[0];
     assert_eq!(d.id().as_str(), "xiaomi-device");
@@ -231,6 +244,7 @@ fn device_models_load() {
                 path.display(),
                 loaded.errors
             );
+            no_unknown_keys(&loaded, &path.display().to_string());
             if !loaded.devices.is_empty() {
                 ble += 1;
                 for d in &loaded.devices {
@@ -242,5 +256,27 @@ fn device_models_load() {
     assert!(
         ble >= 4,
         "expected the BLE examples (sensortag, ble-led) in two forms each"
+    );
+}
+
+#[test]
+fn misspelt_keys_are_warnings_with_suggestions() {
+    let Some(text) = read(&samples().join("ble-configmap_test.json")) else {
+        return;
+    };
+    let (from, to) = (
+        "\"characteristicUUID\":",
+        "\"notfy\": true, \"characteristicUUID\":",
+    );
+    assert!(text.contains(from));
+    let typo = text.replacen(from, to, 1);
+    let loaded = mapper_sdk::load(&driver(), &typo, &ResolveOptions::default());
+    assert!(loaded.errors.is_empty(), "{:?}", loaded.errors);
+    let shown: Vec<String> = loaded.warnings.iter().map(ToString::to_string).collect();
+    assert!(
+        shown.iter().any(|w| w.contains(
+            "field \"visitorConfig.notfy\": unknown key (did you mean visitorConfig.notify?)"
+        )),
+        "{shown:?}"
     );
 }

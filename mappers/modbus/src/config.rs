@@ -79,8 +79,9 @@
 
 use std::time::Duration;
 
-use mapper_sdk::driver::{ConfigError, config_from_json};
+use mapper_sdk::driver::{ConfigError, ConfigWarning, config_from_json, config_from_json_noting};
 use mapper_sdk::model::DataType;
+use mapper_sdk::profile::unknown::UnknownKey;
 use mapper_sdk::profile::{PropertyDef, ProtocolDef};
 use serde::Deserialize;
 use serde_json::Value as Json;
@@ -661,6 +662,27 @@ pub fn is_modbus_kind(kind: &str) -> bool {
 
 /// Parses and validates a device's protocol config (any of the shapes in the module docs).
 pub fn parse_protocol(def: &ProtocolDef) -> Result<ModbusProtocol, ConfigError> {
+    parse_protocol_noting(def).map(|(p, _)| p)
+}
+
+/// The keys of one object that two structs read both ignored; the suggestion of the
+/// first that has one.
+fn ignored_by_both(a: Vec<UnknownKey>, b: &[UnknownKey]) -> Vec<UnknownKey> {
+    a.into_iter()
+        .filter_map(|k| {
+            let other = b.iter().find(|o| o.path == k.path)?;
+            Some(UnknownKey {
+                suggestion: k.suggestion.or_else(|| other.suggestion.clone()),
+                path: k.path,
+            })
+        })
+        .collect()
+}
+
+/// [`parse_protocol`], with the keys it ignored as warnings.
+pub fn parse_protocol_noting(
+    def: &ProtocolDef,
+) -> Result<(ModbusProtocol, Vec<ConfigWarning>), ConfigError> {
     let kind = def.kind.trim().to_ascii_lowercase();
     let legacy = kind == "modbus-tcp" || kind == "modbus-rtu";
     let cfg_name = if legacy {
@@ -673,13 +695,22 @@ pub fn parse_protocol(def: &ProtocolDef) -> Result<ModbusProtocol, ConfigError> 
     let f = |k: &str| format!("{cfg_name}.{k}");
     let c = |k: &str| format!("protocolCommonConfig.{k}");
 
-    let flat: RawFlat = config_from_json(cfg_name, &def.config)?;
-    let common: RawCommon = config_from_json("protocolCommonConfig", &def.common)?;
-    let com: RawCom = config_from_json(&c("com"), &object_or_null(common.com))?;
-    let tcp: RawTcp = config_from_json(&c("tcp"), &object_or_null(common.tcp))?;
-    let ext_flat: RawExt = config_from_json(cfg_name, &def.config)?;
+    let (flat, flat_unknown): (RawFlat, _) = config_from_json_noting(cfg_name, &def.config)?;
+    let (common, mut unknown): (RawCommon, _) =
+        config_from_json_noting("protocolCommonConfig", &def.common)?;
+    let (com, com_unknown): (RawCom, _) =
+        config_from_json_noting(&c("com"), &object_or_null(common.com))?;
+    let (tcp, tcp_unknown): (RawTcp, _) =
+        config_from_json_noting(&c("tcp"), &object_or_null(common.tcp))?;
+    let (ext_flat, ext_unknown): (RawExt, _) = config_from_json_noting(cfg_name, &def.config)?;
     let cust = object_or_null(common.customized_values);
+    // customizedValues is free-form in KubeEdge: keys this mapper does not read are
+    // someone else's, not typos.
     let ext_common: RawExt = config_from_json(&c("customizedValues"), &cust)?;
+    unknown.extend(com_unknown);
+    unknown.extend(tcp_unknown);
+    unknown.extend(ignored_by_both(flat_unknown, &ext_unknown));
+    let warnings: Vec<ConfigWarning> = unknown.into_iter().map(ConfigWarning::from).collect();
     let ext_name = if cust.is_null() {
         cfg_name.to_owned()
     } else {
@@ -917,12 +948,15 @@ pub fn parse_protocol(def: &ProtocolDef) -> Result<ModbusProtocol, ConfigError> 
         limits.single_request = b;
     }
 
-    Ok(ModbusProtocol {
-        unit,
-        link,
-        timing,
-        limits,
-    })
+    Ok((
+        ModbusProtocol {
+            unit,
+            link,
+            timing,
+            limits,
+        },
+        warnings,
+    ))
 }
 
 // ----------------------------------------------------------------------------------------
@@ -959,11 +993,28 @@ fn parse_raw_type(name: &str, field: &str) -> Result<RawType, ConfigError> {
     })
 }
 
+/// Visitor keys of KubeEdge's samples that mean nothing to this mapper but are no typos
+/// (`index` in `modbus_mapper-deviceProfile.json`).
+const FOREIGN_VISITOR_KEYS: &[&str] = &["visitorConfig.index"];
+
 /// Parses and validates one property's visitor config (see the module docs).
 pub fn parse_visitor(property: &PropertyDef) -> Result<ModbusVisitor, ConfigError> {
+    parse_visitor_noting(property).map(|(v, _)| v)
+}
+
+/// [`parse_visitor`], with the keys of `visitorConfig` it ignored as warnings (keys of
+/// its free-form `customizedValues` are not warned about).
+pub fn parse_visitor_noting(
+    property: &PropertyDef,
+) -> Result<(ModbusVisitor, Vec<ConfigWarning>), ConfigError> {
     const V: &str = "visitorConfig";
     let f = |k: &str| format!("{V}.{k}");
-    let raw: RawVisitor = config_from_json(V, &property.visitor)?;
+    let (raw, unknown): (RawVisitor, _) = config_from_json_noting(V, &property.visitor)?;
+    let warnings: Vec<ConfigWarning> = unknown
+        .into_iter()
+        .filter(|k| !FOREIGN_VISITOR_KEYS.contains(&k.path.as_str()))
+        .map(ConfigWarning::from)
+        .collect();
     let nested = object_or_null(raw.customized_values.clone());
     let cust: RawVisitor = config_from_json(&f("customizedValues"), &nested)?;
     let ext = |a: &Option<Json>, b: &Option<Json>| -> Option<Json> {
@@ -1196,18 +1247,21 @@ pub fn parse_visitor(property: &PropertyDef) -> Result<ModbusVisitor, ConfigErro
             format!("offset {offset} + limit {count} runs past the last address 65535"),
         ));
     }
-    Ok(ModbusVisitor {
-        data_type,
-        table,
-        offset,
-        count,
-        raw: raw_type,
-        swap_bytes: is_swap || low_first,
-        swap_words,
-        scale,
-        add,
-        padding,
-    })
+    Ok((
+        ModbusVisitor {
+            data_type,
+            table,
+            offset,
+            count,
+            raw: raw_type,
+            swap_bytes: is_swap || low_first,
+            swap_words,
+            scale,
+            add,
+            padding,
+        },
+        warnings,
+    ))
 }
 
 /// The raw type of a register property without `rawType` (see the module docs).

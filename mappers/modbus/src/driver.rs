@@ -14,7 +14,9 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use mapper_sdk::driver::{ConfigError, Device, DeviceSpec, Driver, DriverError, PropertySpec};
+use mapper_sdk::driver::{
+    ConfigError, ConfigWarning, Device, DeviceSpec, Driver, DriverError, PropertySpec,
+};
 use mapper_sdk::model::{DeviceId, Value};
 use mapper_sdk::profile::{PropertyDef, ProtocolDef};
 use tracing::debug;
@@ -92,7 +94,23 @@ impl Driver for ModbusDriver {
         property: &PropertyDef,
         protocol: &ModbusProtocol,
     ) -> Result<ModbusVisitor, ConfigError> {
-        let v = config::parse_visitor(property)?;
+        self.parse_visitor_noting(property, protocol)
+            .map(|(v, _)| v)
+    }
+
+    fn parse_protocol_noting(
+        &self,
+        protocol: &ProtocolDef,
+    ) -> Result<(ModbusProtocol, Vec<ConfigWarning>), ConfigError> {
+        config::parse_protocol_noting(protocol)
+    }
+
+    fn parse_visitor_noting(
+        &self,
+        property: &PropertyDef,
+        protocol: &ModbusProtocol,
+    ) -> Result<(ModbusVisitor, Vec<ConfigWarning>), ConfigError> {
+        let (v, warnings) = config::parse_visitor_noting(property)?;
         let max = protocol.limits.max_for(v.table);
         if v.count > max {
             return Err(ConfigError::new(
@@ -108,7 +126,59 @@ impl Driver for ModbusDriver {
                 ),
             ));
         }
-        Ok(v)
+        Ok((v, warnings))
+    }
+
+    fn describe_protocol(&self, p: &ModbusProtocol) -> Vec<(String, String)> {
+        let mut out = vec![
+            ("unit".to_owned(), p.unit.to_string()),
+            ("link".to_owned(), p.link.describe()),
+        ];
+        if let config::Link::Rtu(serial) = &p.link {
+            out.push(("baudRate".into(), serial.baud_rate.to_string()));
+            out.push(("dataBits".into(), serial.data_bits.to_string()));
+            out.push((
+                "parity".into(),
+                format!("{:?}", serial.parity).to_lowercase(),
+            ));
+            out.push(("stopBits".into(), serial.stop_bits.to_string()));
+        }
+        let t = &p.timing;
+        let l = &p.limits;
+        out.extend([
+            ("requestTimeout".into(), format!("{:?}", t.request_timeout)),
+            ("connectTimeout".into(), format!("{:?}", t.connect_timeout)),
+            ("maxRegistersPerRequest".into(), l.max_registers.to_string()),
+            ("maxBitsPerRequest".into(), l.max_bits.to_string()),
+            ("maxGap".into(), l.max_gap.to_string()),
+            (
+                "singleRequestPerProperty".into(),
+                l.single_request.to_string(),
+            ),
+        ]);
+        out
+    }
+
+    fn describe_visitor(&self, v: &ModbusVisitor) -> Vec<(String, String)> {
+        let mut out = vec![
+            ("table".to_owned(), format!("{:?}", v.table)),
+            ("offset".to_owned(), v.offset.to_string()),
+            ("count".to_owned(), v.count.to_string()),
+            ("rawType".to_owned(), format!("{:?}", v.raw)),
+        ];
+        if v.swap_bytes {
+            out.push(("swapBytes".into(), "true".into()));
+        }
+        if v.swap_words {
+            out.push(("swapWords".into(), "true".into()));
+        }
+        if (v.scale - 1.0).abs() > f64::EPSILON {
+            out.push(("scale".into(), v.scale.to_string()));
+        }
+        if v.add != 0.0 {
+            out.push(("offsetValue".into(), v.add.to_string()));
+        }
+        out
     }
 
     fn connect(
