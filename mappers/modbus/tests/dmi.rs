@@ -243,7 +243,11 @@ async fn registers_when_edgecore_comes_up_and_reports_the_registered_devices() {
     assert_eq!(observed, "20");
     // GetDevice answers with the last values read.
     let got = ec.get_device("modbus", &key("thermostat")).await.unwrap();
-    let twins = got.device.and_then(|d| d.status).map(|s| s.twins).unwrap_or_default();
+    let twins = got
+        .device
+        .and_then(|d| d.status)
+        .map(|s| s.twins)
+        .unwrap_or_default();
     let value = |name: &str| {
         twins
             .iter()
