@@ -28,6 +28,8 @@ pub struct Memory {
     pub discrete: Vec<bool>,
     pub input: Vec<u16>,
     pub holding: Vec<u16>,
+    /// Every holding register write, in arrival order: (address, value).
+    pub written: Vec<(u16, u16)>,
 }
 
 impl Default for Memory {
@@ -37,6 +39,7 @@ impl Default for Memory {
             discrete: vec![false; SIZE],
             input: vec![0; SIZE],
             holding: vec![0; SIZE],
+            written: Vec::new(),
         }
     }
 }
@@ -185,11 +188,17 @@ fn apply(
         Request::WriteSingleRegister(a, w) => {
             let r = range(a, 1, unmapped)?;
             m.holding[r.start] = w;
+            m.written.push((a, w));
             Response::WriteSingleRegister(a, w)
         }
         Request::WriteMultipleRegisters(a, w) => {
             let r = range(a, w.len(), unmapped)?;
             m.holding[r].copy_from_slice(&w);
+            m.written.extend(
+                w.iter()
+                    .enumerate()
+                    .map(|(i, v)| (a.wrapping_add(i as u16), *v)),
+            );
             Response::WriteMultipleRegisters(a, w.len() as u16)
         }
         Request::MaskWriteRegister(a, and, or) => {
