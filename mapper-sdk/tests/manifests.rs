@@ -105,6 +105,23 @@ fn every_manifest_parses_into_k8s_openapi_types() {
             "{file}: service account {account} is defined"
         );
         let c = &pod.containers[0];
+        // One image name everywhere (README, Dockerfile, manifests).
+        let image = c.image.as_deref().unwrap_or_default();
+        let mapper = if file.contains("ble") {
+            "ble-mapper"
+        } else {
+            "modbus-mapper"
+        };
+        assert!(
+            image.starts_with(&format!("kubeedge-rust-mappers/{mapper}:")),
+            "{file}: image {image}"
+        );
+        let tag = image.rsplit(':').next().unwrap_or_default();
+        let dockerfile = std::fs::read_to_string(deploy_dir().join("Dockerfile")).unwrap();
+        assert!(
+            dockerfile.contains(&format!("-t kubeedge-rust-mappers/{mapper}:{tag}")),
+            "{file}: the Dockerfile does not build {image}"
+        );
         assert_eq!(
             c.security_context.as_ref().and_then(|s| s.privileged),
             Some(true),
@@ -189,8 +206,17 @@ fn every_manifest_parses_into_k8s_openapi_types() {
             .find(|v| v.mount_path == "/opt/kubeedge/")
             .unwrap();
         let vol = volumes.iter().find(|v| v.name == mount.name).unwrap();
-        let cm = vol.config_map.as_ref().unwrap().name.as_str();
-        assert!(cm.starts_with("device-profile-config-"), "{file}: {cm}");
+        let cm = vol.config_map.as_ref().unwrap();
+        assert!(
+            cm.name.starts_with("device-profile-config-"),
+            "{file}: {}",
+            cm.name
+        );
+        assert_eq!(
+            cm.optional,
+            Some(true),
+            "{file}: the pod must start before cloudcore creates the profile ConfigMap"
+        );
         if file.contains("ble") {
             assert!(
                 mounts.iter().any(|v| v.mount_path.contains("dbus")),
