@@ -517,6 +517,8 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    #[command(flatten)]
+    Ctl(crate::ctl::CtlCommand),
 }
 
 /// Logs to stderr: `--log-level`, else `RUST_LOG`, else info, as text or JSON lines
@@ -547,6 +549,10 @@ pub fn main<D: Driver>(driver: D) -> ExitCode {
 pub fn main_with<D: Driver>(driver: D, about: About) -> ExitCode {
     let cli = parse_cli(about);
     init_tracing(cli.common.log_level.as_deref(), cli.common.log_format);
+    let command = match cli.command {
+        Some(Command::Ctl(cmd)) => return crate::ctl::main(cmd),
+        other => other,
+    };
     let settings = match Settings::from_args(&cli.common, driver.name()) {
         Ok(s) => Settings { about, ..s },
         Err(e) => {
@@ -558,7 +564,7 @@ pub fn main_with<D: Driver>(driver: D, about: About) -> ExitCode {
         profile,
         strict,
         json,
-    }) = &cli.command
+    }) = &command
     {
         let text = match (profile, &settings.profile) {
             (Some(p), _) | (None, ProfileSetting::File(p)) => match std::fs::read_to_string(p) {

@@ -14,6 +14,7 @@ pub mod buffer;
 pub mod buffer_file;
 pub mod check;
 pub mod config;
+pub mod ctl;
 #[cfg(feature = "dmi")]
 pub mod dmi;
 #[cfg(feature = "dmi")]

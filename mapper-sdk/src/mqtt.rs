@@ -152,7 +152,8 @@ impl MqttSettings {
         })
     }
 
-    fn options(&self) -> Result<MqttOptions, MqttError> {
+    /// The client options (credentials and TLS included).
+    pub(crate) fn options(&self) -> Result<MqttOptions, MqttError> {
         let mut o = MqttOptions::new(&self.client_id, &self.host, self.port);
         o.set_keep_alive(self.keep_alive);
         o.set_clean_session(true);
