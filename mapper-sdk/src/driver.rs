@@ -141,6 +141,60 @@ impl<D: Driver> DeviceSpec<D> {
 }
 
 /// A protocol: typed configs and connecting.
+///
+/// A complete, if useless, mapper: every property of a device of protocol `constant`
+/// reads 42 and refuses writes. A real driver parses its protocol and visitor configs
+/// into typed values (see `mappers/modbus`), opens a connection in `connect`, and maps
+/// its failures onto [`DriverError`] (the table on [`DriverError`] says what the SDK does
+/// with each).
+///
+/// ```no_run
+/// use std::process::ExitCode;
+///
+/// use mapper_sdk::driver::{ConfigError, Device, DeviceSpec, Driver, DriverError, PropertySpec};
+/// use mapper_sdk::model::Value;
+/// use mapper_sdk::profile::{PropertyDef, ProtocolDef};
+///
+/// struct Constant;
+/// struct ConstantDevice;
+///
+/// impl Driver for Constant {
+///     type Protocol = ();
+///     type Visitor = ();
+///     type Device = ConstantDevice;
+///
+///     fn name(&self) -> &'static str {
+///         "constant"
+///     }
+///     fn handles(&self, protocol: &ProtocolDef) -> bool {
+///         protocol.kind == "constant"
+///     }
+///     fn parse_protocol(&self, _: &ProtocolDef) -> Result<(), ConfigError> {
+///         Ok(())
+///     }
+///     fn parse_visitor(&self, _: &PropertyDef, _: &()) -> Result<(), ConfigError> {
+///         Ok(())
+///     }
+///     async fn connect(&self, _: &DeviceSpec<Self>) -> Result<ConstantDevice, DriverError> {
+///         Ok(ConstantDevice)
+///     }
+/// }
+///
+/// impl Device for ConstantDevice {
+///     type Visitor = ();
+///
+///     async fn read(&mut self, _: &PropertySpec<()>) -> Result<Value, DriverError> {
+///         Ok(Value::Int(42))
+///     }
+///     async fn write(&mut self, _: &PropertySpec<()>, _: &Value) -> Result<(), DriverError> {
+///         Err(DriverError::Refused("constants cannot be written".into()))
+///     }
+/// }
+///
+/// fn main() -> ExitCode {
+///     mapper_sdk::main_with(Constant, mapper_sdk::about!())
+/// }
+/// ```
 pub trait Driver: Send + Sync + 'static {
     /// The typed protocol config of one device (address, unit id, ...).
     type Protocol: Debug + Clone + PartialEq + Send + Sync + 'static;
