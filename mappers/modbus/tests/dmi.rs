@@ -5,9 +5,11 @@
 #![allow(clippy::unwrap_used, missing_docs)]
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
+
+mod process;
+use process::MapperProcess;
 
 use dmi_sim::limiter::LimiterConfig;
 use dmi_sim::record::{Event, Method};
@@ -70,11 +72,10 @@ fn key(name: &str) -> Key {
 
 static NEXT: AtomicU32 = AtomicU32::new(0);
 
-/// The mapper binary, stopped with SIGTERM (then killed) on drop.
+/// The mapper binary with `--source dmi` (stopped with SIGTERM on drop), and the
+/// abstract name it serves on.
 struct Mapper {
-    child: Child,
-    log: PathBuf,
-    /// The abstract name it serves on.
+    process: MapperProcess,
     listen: String,
 }
 
@@ -84,50 +85,21 @@ impl Mapper {
         let listen = format!("@modbus-dmi-test-{}-{n}", std::process::id());
         let config_path = dir.join(format!("config-{n}.yaml"));
         std::fs::write(&config_path, config).unwrap();
-        let log = dir.join(format!("mapper-{n}.log"));
-        let child = Command::new(env!("CARGO_BIN_EXE_modbus-mapper"))
-            .args(["--config-file".as_ref(), config_path.as_os_str()])
+        let mut cmd = process::command(dir);
+        cmd.args(["--config-file".as_ref(), config_path.as_os_str()])
             .args(["--source", "dmi", "--dmi-listen", &listen])
             .arg("--edgecore-sock")
             .arg(dir.join("dmi.sock"))
             .args(["--log-level", "info"])
-            .env_remove("RUST_LOG")
-            .env("NO_COLOR", "1")
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap())
-            .spawn()
-            .unwrap();
-        Self { child, log, listen }
+            .env("NO_COLOR", "1");
+        Self {
+            process: MapperProcess::spawn(cmd, dir),
+            listen,
+        }
     }
 
     fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    /// SIGTERM, then waits for the exit status.
-    fn stop(&mut self) -> std::process::ExitStatus {
-        let _ = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status();
-        let start = Instant::now();
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                return status;
-            }
-            if start.elapsed() > Duration::from_secs(15) {
-                let _ = self.child.kill();
-                return self.child.wait().unwrap();
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-}
-
-impl Drop for Mapper {
-    fn drop(&mut self) {
-        if self.child.try_wait().ok().flatten().is_none() {
-            let _ = self.stop();
-        }
+        self.process.log()
     }
 }
 
@@ -220,7 +192,7 @@ async fn registers_when_edgecore_comes_up_and_reports_the_registered_devices() {
         mapper.log()
     );
     assert!(
-        mapper.child.try_wait().unwrap().is_none(),
+        mapper.process.running(),
         "the mapper exited without edgecore"
     );
     let up = Instant::now();
@@ -274,8 +246,12 @@ async fn registers_when_edgecore_comes_up_and_reports_the_registered_devices() {
         .await
         .unwrap();
     assert!(outcome.accepted(), "{outcome:?}");
-    let status = mapper.stop();
-    assert!(status.success(), "{status:?}\n{}", mapper.log());
+    let status = mapper.process.stop();
+    assert!(
+        status.is_some_and(|s| s.success()),
+        "{status:?}\n{}",
+        mapper.log()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
