@@ -3,8 +3,9 @@
 //! transport both sides need ([`transport`]).
 //!
 //! The schema is our own `.proto` (`proto/dmi_v1beta1.proto`), written from the field
-//! tables of the contract (KubeEdge's DMI v1beta1 API as edgecore 1.15-1.23 serves it) and compiled at build time with protox,
-//! so no `protoc` is needed. Both the mapper SDK (client of edgecore, server of
+//! numbers edgecore 1.15-1.23 uses on the wire
+//! (docs/kubeedge-dmi.md#rule-two-services-in-package-v1beta1) and compiled at build time
+//! with protox, so no `protoc` is needed. Both the mapper SDK (client of edgecore, server of
 //! `DeviceMapperService`) and the fake edgecore `dmi-sim` (the other way round) use it.
 //!
 //! ```

@@ -1,4 +1,5 @@
-//! The mapper's settings: the mappers-go `config.yaml` keys unchanged (contract §4.6),
+//! The mapper's settings: the mappers-go `config.yaml` keys unchanged
+//! (docs/kubeedge-contract.md#rule-configyaml-keys-read-unchanged),
 //! our own `mapper:` section, CLI flags and environment variables that override the file,
 //! and the `DEVICE_PROFILE` fallback.
 

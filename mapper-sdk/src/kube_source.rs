@@ -6,7 +6,8 @@
 //! the file source's:
 //!
 //! - [`KubeWatch::ConfigMap`]: the device-profile ConfigMap
-//!   (`device-profile-config-<node>`, contract §2.1) watched by name; each version is
+//!   (`device-profile-config-<node>`,
+//!   docs/kubeedge-contract.md#rule-the-configmap-name-key-and-mount) watched by name; each version is
 //!   sent as the ConfigMap resource itself (resolve reads its `deviceProfile.json`).
 //! - [`KubeWatch::Devices`]: v1beta1 Devices (those whose `spec.nodeName` is this node)
 //!   and DeviceModels, re-serialised as one JSON `List` after every change.

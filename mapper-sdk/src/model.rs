@@ -67,7 +67,8 @@ pub enum DataType {
     Int,
     /// A floating point number (`float`).
     Float,
-    /// A floating point number (`double`). edgecore cannot store twins of this type (quirk E4).
+    /// A floating point number (`double`). edgecore cannot store twins of this type
+    /// (docs/kubeedge-contract.md#rule-stored-twin-types).
     Double,
     /// `true` or `false` (`boolean`, `bool`).
     Boolean,
@@ -374,7 +375,8 @@ pub enum DeviceState {
 /// The strings sent for each [`DeviceState`].
 ///
 /// `online`/`offline` are accepted by every edgecore version; `OK`/`DISCONNECTED` are what
-/// mappers-go sends and are accepted from KubeEdge 1.7 on (contract §1.4).
+/// mappers-go sends and are accepted from KubeEdge 1.7 on
+/// (docs/kubeedge-contract.md#quirk-state-names-differ-between-releases).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StateNames {
     /// Sent for [`DeviceState::Online`].
@@ -447,8 +449,8 @@ pub enum WireError {
     UnusableType(String),
 }
 
-/// Checks that a twin's stored type is one edgecore accepts values for at all (contract
-/// E4): `""`, `string`, `int`, `integer`, `float`, `boolean` or `deleted`.
+/// Checks that a twin's stored type is one edgecore accepts values for at all
+/// (docs/kubeedge-contract.md#rule-stored-twin-types): `""`, `string`, `int`, `integer`, `float`, `boolean` or `deleted`.
 pub fn check_stored_type(stored: &str) -> Result<(), WireError> {
     match stored {
         "" | "string" | "deleted" | "int" | "integer" | "float" | "boolean" => Ok(()),
@@ -456,7 +458,9 @@ pub fn check_stored_type(stored: &str) -> Result<(), WireError> {
     }
 }
 
-/// Checks a value the way edgecore does before it stores it (contract §1.2, §1.5): the
+/// Checks a value the way edgecore does before it stores it
+/// (docs/kubeedge-contract.md#rule-the-character-set-of-twin-keys-and-values,
+/// docs/kubeedge-contract.md#rule-stored-twin-types): the
 /// character set, and, when the twin's stored type is known, that the value parses as it.
 /// An empty value is accepted (edgecore skips the check).
 pub fn check_wire_value(value: &str, stored_type: Option<&str>) -> Result<(), WireError> {

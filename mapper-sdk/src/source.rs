@@ -4,7 +4,8 @@
 //! a `..data` symlink, so the file's inode changes), debounces bursts of events, re-reads
 //! the file, and publishes its text when it changed. It also re-reads periodically and
 //! whenever it is hinted (a membership update), because events can be missed and the
-//! ConfigMap lands after edgecore's MQTT messages (contract §2.8). A missing or
+//! ConfigMap lands after edgecore's MQTT messages
+//! (docs/kubeedge-contract.md#quirk-the-configmap-lags-behind-mqtt). A missing or
 //! unreadable file keeps the last good profile running.
 
 use std::path::{Path, PathBuf};

@@ -1,4 +1,4 @@
-//! KubeEdge's MQTT twin contract (contract §1): topics and payloads, pure.
+//! KubeEdge's MQTT twin contract (docs/kubeedge-contract.md#mqtt): topics and payloads, pure.
 //!
 //! The MQTT client loop that uses these lives in [`crate::mqtt`].
 
@@ -122,7 +122,8 @@ struct TwinUpdate<'a> {
 }
 
 /// The `twin/update` payload: actual values and `metadata.type` only, never `expected`
-/// or versions (contract E6).
+/// or versions
+/// (docs/kubeedge-contract.md#quirk-sending-expected-breaks-desired-values).
 pub fn twin_update_payload(values: &[Reported], timestamp: i64) -> Vec<u8> {
     let twin = values
         .iter()

@@ -182,7 +182,8 @@ pub struct PropertyDef {
     /// Reported on the data topic.
     pub data: bool,
     /// The desired value named in the profile, if any (informational for ConfigMap
-    /// profiles: deltas and `twin/get` win, see contract E9).
+    /// profiles: deltas and `twin/get` win, see
+    /// docs/kubeedge-contract.md#quirk-the-configmap-lags-behind-mqtt).
     pub desired: Option<String>,
     /// The twin type edgecore stores (`desired.metadata.type`), used to check reports.
     pub stored_type: Option<String>,

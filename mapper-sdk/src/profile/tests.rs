@@ -221,7 +221,8 @@ fn v1alpha2_resources_with_their_models() {
                 && w.contains("for 5000 ms write 5000000000")),
         "{w:#?}"
     );
-    // Twins typed "integer" are fine for edgecore (unlike mappers-go, quirk M5).
+    // Twins typed "integer" are fine for edgecore (unlike mappers-go,
+    // docs/kubeedge-contract.md#bug-the-decode-type-comes-from-the-twin).
     assert_eq!(d.properties[1].stored_type.as_deref(), Some("integer"));
     assert!(!w.iter().any(|w| w.contains("desired.metadata.type")));
 

@@ -578,7 +578,8 @@ impl<D: Driver> Run<D> {
     }
 
     /// The text to report for a value: the desired text when it means the same (so
-    /// edgecore's string-compare delta clears, contract §1.5), else the canonical form.
+    /// edgecore's string-compare delta clears,
+    /// docs/kubeedge-contract.md#rule-how-edgecore-computes-the-delta), else the canonical form.
     fn text_for(&self, i: usize, value: &Value) -> Option<String> {
         let def = &self.w.spec.properties[i].def;
         if let Some(desired) = &self.props[i].desired

@@ -4,7 +4,7 @@
 //!
 //! The protocol kind is `bluetooth` (v1alpha2, and the usual v1beta1 `protocolName`) or
 //! `ble`, matched case-insensitively. The config is `{"macAddress": "A4:C1:38:1A:49:90"}`
-//! (contract §2.4): six hex pairs separated by `:` or `-`, or twelve hex digits without
+//! (docs/kubeedge-contract.md#rule-bluetooth-fields): six hex pairs separated by `:` or `-`, or twelve hex digits without
 //! separators, normalised to upper case with colons. The CRD calls the address optional,
 //! but this mapper finds devices by address, so it is required.
 //!

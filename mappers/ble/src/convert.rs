@@ -1,6 +1,9 @@
 //! Bytes to values and back. Pure.
 //!
-//! # Reading (the dataConverter, as KubeEdge intended it; contract §2.4, bug B1)
+//! # Reading (the dataConverter, as KubeEdge intended it)
+//!
+//! See docs/kubeedge-contract.md#rule-bluetooth-fields and
+//! docs/kubeedge-contract.md#bug-the-dataconverter-concatenates-decimal-text.
 //!
 //! 1. **Reverse `dataWrite`:** when the whole raw value equals one of the `dataWrite` byte
 //!    strings and its key parses as the property's type, the key is the value (reading back
@@ -12,7 +15,8 @@
 //!    `startIndex: 1, endIndex: 0`, which reaches the ConfigMap as `{"startIndex": 1}`,
 //!    still means "bytes 1 and 0", a little-endian 16-bit number. "Byte 0 only" of a longer
 //!    value cannot be written; use `shiftRight` instead.) An index outside the value is a
-//!    [`ConvertError::Range`] for that property only (never a panic, bug B3).
+//!    [`ConvertError::Range`] for that property only (never a panic:
+//!    docs/kubeedge-contract.md#bug-a-failed-read-panics-the-mapper).
 //! 3. **Integer:** the selected bytes concatenated as a **big-endian unsigned** integer of
 //!    at most 8 bytes (`[0x0C, 0x80]` is 3200, not 12128 as in mappers-go).
 //! 4. **Shift:** `shiftLeft` (if set; an overflow past 64 bits is an error), else
@@ -486,7 +490,8 @@ mod tests {
 
     #[test]
     fn big_endian_not_decimal_strings() {
-        // Bug B1: mappers-go gives 12128 here.
+        // mappers-go gives 12128 here
+        // (docs/kubeedge-contract.md#bug-the-dataconverter-concatenates-decimal-text).
         let v = visitor(range(0, 1));
         assert_eq!(
             decode(&[0x0C, 0x80], &v, DataType::Int).unwrap(),

@@ -361,7 +361,7 @@ async fn lab_reads_notifies_writes_and_recovers_a_dropped_link() {
         .collect();
     assert!(
         panics.is_empty(),
-        "no panic in the mapper (bug B3): {panics:?}"
+        "no panic in the mapper (docs/kubeedge-contract.md#bug-a-failed-read-panics-the-mapper): {panics:?}"
     );
     if std::env::var_os("BLE_E2E_PRINT_LOG").is_some() {
         eprintln!("{log}");

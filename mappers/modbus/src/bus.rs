@@ -7,7 +7,7 @@
 //! * keeps exactly one request in flight (an RTU line cannot carry more, and most TCP
 //!   gateways serialize anyway);
 //! * sets the unit id of each request from the request itself (several slaves share one
-//!   line; mappers-go bug M1);
+//!   line; docs/kubeedge-contract.md#bug-rtu-slaves-on-one-line-share-a-client);
 //! * serves writes before polls, and round-robins between units so one busy device cannot
 //!   starve the others;
 //! * wraps every call in a timeout (tokio-modbus has none). After `backoffAfterTimeouts`

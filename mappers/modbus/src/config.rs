@@ -2,7 +2,9 @@
 //!
 //! # Protocol config
 //!
-//! Three shapes are accepted (see the KubeEdge contract §2.3, §2.9 and §3.2):
+//! Three shapes are accepted (docs/kubeedge-contract.md#rule-modbus-fields,
+//! docs/kubeedge-contract.md#rule-the-legacy-v1alpha1-layout,
+//! docs/kubeedge-contract.md#rule-v1alpha2-and-v1beta1-resources):
 //!
 //! * **v1alpha2** (`kind: modbus`): `protocolConfig = {"slaveID": 1}` and
 //!   `protocolCommonConfig = {"com": {serialPort, baudRate, dataBits, parity, stopBits},
@@ -43,8 +45,8 @@
 //!
 //! `register` (`CoilRegister`, `DiscreteInputRegister`, `InputRegister`, `HoldingRegister`,
 //! case-insensitive, or `coil`, `discrete`, `input`, `holding`), `offset` (0-based PDU
-//! address, default 0), `limit` (registers or bits), `scale` (default 1.0, never 0; bug
-//! M7), `isSwap` (swap the bytes in each register), `isRegisterSwap` (reverse the word
+//! address, default 0), `limit` (registers or bits), `scale` (default 1.0, never 0;
+//! docs/kubeedge-contract.md#quirk-an-omitted-scale-reaches-the-mapper-as-absent), `isSwap` (swap the bytes in each register), `isRegisterSwap` (reverse the word
 //! order). The value type is the model property's data type.
 //!
 //! Extensions, flat in the visitor config or inside a `customizedValues` object of it:
@@ -71,7 +73,7 @@
 //! * registers, `float` / `double`: limit 1 → `int16` scaled (the usual "215 × 0.1 = 21.5"),
 //!   2 → `float32`, 4 → `float64`.
 //! * registers, `boolean`: limit 1, true when the register is non-zero (not its high byte,
-//!   bug M6).
+//!   docs/kubeedge-contract.md#bug-unsigned-decoding-and-truncated-scaling).
 //! * registers, `string`: `limit` registers of two characters each; `bytes`: the raw bytes.
 //!
 //! A `limit` of 0 or none is taken from the raw type's width. A `limit` that does not match

@@ -1,4 +1,5 @@
-//! edgecore's client side: driving a mapper's `DeviceMapperService` (contract §1.4, §7).
+//! edgecore's client side: driving a mapper's `DeviceMapperService` (docs/kubeedge-dmi.md#rule-edgecore-opens-a-connection-per-call,
+//! docs/kubeedge-dmi.md#rule-what-the-fake-edgecore-does).
 //!
 //! [`MapperClient`] opens a **new connection per call**, covers connect and call with
 //! one 10 s deadline (sent as `grpc-timeout` too) and sends the `:authority` grpc-go

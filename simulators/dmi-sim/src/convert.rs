@@ -1,5 +1,7 @@
 //! CRD -> DMI conversion as edgecore's `ConvertDevice` / `ConvertDeviceModel` do it
-//! (contract §3.1, §4.4). Pure functions.
+//! (docs/kubeedge-dmi.md#rule-edgecore-converts-crds-by-a-json-round-trip,
+//! docs/kubeedge-dmi.md#rule-configdata-is-a-flat-map-of-wrapped-scalars,
+//! docs/kubeedge-dmi.md#rule-what-devicestatus-holds). Pure functions.
 //!
 //! * 1.22+: the model's `spec.protocolConfigData` and `properties[].visitors` are the
 //!   base of the device's configData, the device's keys win.

@@ -2,7 +2,8 @@
 //! resources as users write them (YAML or JSON, several documents per file, or a `List`).
 //!
 //! Resources are kept as JSON trees, not typed structs: edgecore's own conversion is a
-//! JSON round trip with case-insensitive field names (§3.1), and [`crate::convert`]
+//! JSON round trip with case-insensitive field names
+//! (docs/kubeedge-dmi.md#rule-edgecore-converts-crds-by-a-json-round-trip), and [`crate::convert`]
 //! walks the tree the same way, so a fixture can use any spelling Go would accept.
 
 use std::collections::BTreeMap;

@@ -1,4 +1,4 @@
-//! DMI messages as canonical proto3 JSON (the form the contract's examples use): zero
+//! DMI messages as canonical proto3 JSON (the form of docs/kubeedge-dmi.md#example-a-modbus-tcp-device-as-edgecore-123-sends-it): zero
 //! scalars left out, present sub-messages kept (even when empty), int64 as strings,
 //! each `Any` as `{"@type": url, "value": decoded}`. For logs, the binary's output and
 //! golden tests. Pure.

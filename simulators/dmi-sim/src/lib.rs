@@ -1,4 +1,4 @@
-//! A fake KubeEdge edgecore for DMI v1beta1 tests (contract `kubeedge-dmi.md` §7).
+//! A fake KubeEdge edgecore for DMI v1beta1 tests (docs/kubeedge-dmi.md#rule-what-the-fake-edgecore-does).
 //!
 //! [`server::Edgecore`] serves edgecore's `DeviceManagerService` on a socket file,
 //! [`client::MapperClient`] drives a mapper's `DeviceMapperService` the way edgecore

@@ -1,4 +1,5 @@
-//! The `:authority` conformance probe (contract §6.4, §7): raw HTTP/2 written by hand,
+//! The `:authority` conformance probe (docs/kubeedge-dmi.md#quirk-edgecore-sends-a-socket-path-as-the-authority,
+//! docs/kubeedge-dmi.md#rule-what-the-fake-edgecore-does): raw HTTP/2 written by hand,
 //! because tonic and h2 refuse to *send* the invalid authorities edgecore's grpc-go
 //! sends (`/etc/kubeedge/x.sock`, `%2Fetc%2Fkubeedge%2Fx.sock`).
 //!
@@ -200,7 +201,7 @@ fn frame(kind: u8, flags: u8, stream: u32, payload: &[u8]) -> Vec<u8> {
     out
 }
 
-/// An HPACK integer with an `n`-bit prefix (RFC 7541 §5.1); `first` holds the bits
+/// An HPACK integer with an `n`-bit prefix (RFC 7541, section 5.1); `first` holds the bits
 /// above the prefix.
 fn hpack_int(out: &mut Vec<u8>, first: u8, n: u32, mut value: usize) {
     let max = (1usize << n) - 1;
@@ -217,7 +218,7 @@ fn hpack_int(out: &mut Vec<u8>, first: u8, n: u32, mut value: usize) {
     out.push(value as u8);
 }
 
-/// Literal header fields without indexing, new names, plain strings (RFC 7541 §6.2.2).
+/// Literal header fields without indexing, new names, plain strings (RFC 7541, section 6.2.2).
 fn header_block(fields: &[(&str, &str)]) -> Vec<u8> {
     let mut out = Vec::new();
     for (name, value) in fields {

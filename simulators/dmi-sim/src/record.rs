@@ -84,7 +84,8 @@ pub struct Registration {
     pub with_data: bool,
     /// The mapper as sent.
     pub mapper: MapperInfo,
-    /// Whether the address was put into the routing table (only with `withData`, Q3).
+    /// Whether the address was put into the routing table (only with `withData`,
+    /// docs/kubeedge-dmi.md#quirk-withdata-false-does-not-route).
     pub address_recorded: bool,
     /// The devices returned, in order (their models are index-aligned).
     pub devices: Vec<Key>,
@@ -118,7 +119,8 @@ pub struct StateReport {
     pub state: String,
 }
 
-/// Input that would make a real edgecore dereference nil and crash (Q2). The fake
+/// Input that would make a real edgecore dereference nil and crash
+/// (docs/kubeedge-dmi.md#quirk-absent-sub-messages-crash-edgecore). The fake
 /// answers with an error instead and records it here; a conforming mapper never
 /// causes one.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

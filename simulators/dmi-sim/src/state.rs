@@ -1,5 +1,6 @@
 //! The fake edgecore's state and what each of its three methods does to it
-//! (contract §2.2, §4). No I/O: the gRPC layer ([`crate::server`]) takes the lock,
+//! (docs/kubeedge-dmi.md#rule-mapperregister, docs/kubeedge-dmi.md#rule-reportdevicestatus,
+//! docs/kubeedge-dmi.md#rule-reportdevicestates). No I/O: the gRPC layer ([`crate::server`]) takes the lock,
 //! calls one of these functions and publishes the events it returns.
 
 use std::collections::{BTreeMap, HashMap};
@@ -154,7 +155,7 @@ impl State {
         Ok((d, m))
     }
 
-    /// `MapperRegister` (§2.2).
+    /// `MapperRegister` (docs/kubeedge-dmi.md#rule-mapperregister).
     pub fn mapper_register(
         &mut self,
         req: pb::MapperRegisterRequest,
@@ -260,7 +261,7 @@ impl State {
         }
     }
 
-    /// `ReportDeviceStatus` (§2.2, §4.1).
+    /// `ReportDeviceStatus` (docs/kubeedge-dmi.md#rule-reportdevicestatus).
     pub fn report_device_status(
         &mut self,
         req: pb::ReportDeviceStatusRequest,
@@ -350,7 +351,8 @@ impl State {
         Ok(pb::ReportDeviceStatusResponse {})
     }
 
-    /// `ReportDeviceStates` (§2.2, §4.2); `Unimplemented` before 1.18.
+    /// `ReportDeviceStates` (docs/kubeedge-dmi.md#rule-reportdevicestates); `Unimplemented`
+    /// before 1.18.
     pub fn report_device_states(
         &mut self,
         req: pb::ReportDeviceStatesRequest,
@@ -476,7 +478,7 @@ spec:
         let mut s = state(Version::V1_23, None);
         let resp = s.mapper_register(register(false), &mut ev).unwrap();
         assert!(resp.device_list.is_empty());
-        assert!(s.routes.is_empty(), "withData=false must not route (Q3)");
+        assert!(s.routes.is_empty(), "withData=false must not route (docs/kubeedge-dmi.md#quirk-withdata-false-does-not-route)");
         assert!(!s.registrations[0].address_recorded);
         // 1.23 restores stored mappers after a restart, older releases forget them.
         s.on_restart();

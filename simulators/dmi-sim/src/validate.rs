@@ -1,4 +1,5 @@
-//! edgecore's twin checks (contract §4.1): a property name must match
+//! edgecore's twin checks (docs/kubeedge-dmi.md#rule-reportdevicestatus,
+//! docs/kubeedge-contract.md#rule-the-character-set-of-twin-keys-and-values): a property name must match
 //! `^[a-zA-Z0-9-_.,:/@#]{1,128}$`, a non-empty value `^[a-zA-Z0-9-_.,:/@#]{1,512}$`.
 //! Pure.
 

@@ -1,4 +1,5 @@
-//! Which edgecore release the fake plays, and what that changes (contract §6.1, §4.4).
+//! Which edgecore release the fake plays, and what that changes (docs/kubeedge-dmi.md#rule-what-changed-in-each-release,
+//! docs/kubeedge-dmi.md#rule-what-devicestatus-holds).
 
 use std::fmt;
 use std::str::FromStr;
@@ -109,7 +110,8 @@ impl Version {
         self >= Self::V1_23
     }
 
-    /// The states edgecore keeps (lower-cased); others are dropped silently (§4.2).
+    /// The states edgecore keeps (lower-cased); others are dropped silently
+    /// (docs/kubeedge-dmi.md#rule-reportdevicestates).
     pub fn accepted_states(self) -> &'static [&'static str] {
         if self >= Self::V1_18 {
             &["online", "offline", "ok", "unknown", "unhealthy"]

@@ -1,5 +1,6 @@
-//! The contract's §3.3 (Modbus TCP, edgecore 1.23) and §3.4 (BLE) examples: the CRDs
-//! converted must equal the JSON of the contract.
+//! The examples of docs/kubeedge-dmi.md#example-a-modbus-tcp-device-as-edgecore-123-sends-it
+//! and docs/kubeedge-dmi.md#example-a-ble-device: the CRDs converted must equal the
+//! messages edgecore sends for them.
 
 use dmi_sim::convert::{convert_device, convert_model};
 use dmi_sim::json::{device_json, model_json};

@@ -1,6 +1,7 @@
 //! The raw HTTP/2 `:authority` probe against a stock tonic mapper: `@name` on an
 //! abstract socket is answered; a path authority (what edgecore sends for a socket
-//! file) is reset by h2. This is the trap of contract §6.4, kept as a test.
+//! file) is reset by h2. This is the trap of
+//! docs/kubeedge-dmi.md#quirk-edgecore-sends-a-socket-path-as-the-authority, kept as a test.
 
 #![allow(clippy::unwrap_used)]
 

@@ -125,7 +125,8 @@ async fn mapper_register_returns_the_protocols_devices_and_is_recorded() {
     .await
     .unwrap();
 
-    // Without withData: empty answer, address not recorded (Q3).
+    // Without withData: empty answer, address not recorded
+    // (docs/kubeedge-dmi.md#quirk-withdata-false-does-not-route).
     let resp = c
         .mapper_register(register(false, "@other"))
         .await
