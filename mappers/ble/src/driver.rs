@@ -473,7 +473,11 @@ mod tests {
         let refs: Vec<_> = spec.properties.iter().collect();
         let out = dev.read_many(&refs).await;
         assert_eq!(out[0], Ok(Value::Float(25.5)));
-        assert_eq!(out[1], Ok(Value::Int(3200)), "big-endian (docs/kubeedge-contract.md#bug-the-dataconverter-concatenates-decimal-text)");
+        assert_eq!(
+            out[1],
+            Ok(Value::Int(3200)),
+            "big-endian (docs/kubeedge-contract.md#bug-the-dataconverter-concatenates-decimal-text)"
+        );
         assert!(
             matches!(&out[2], Err(DriverError::Invalid(m)) if m.contains("not found")),
             "{:?}",

@@ -478,7 +478,10 @@ spec:
         let mut s = state(Version::V1_23, None);
         let resp = s.mapper_register(register(false), &mut ev).unwrap();
         assert!(resp.device_list.is_empty());
-        assert!(s.routes.is_empty(), "withData=false must not route (docs/kubeedge-dmi.md#quirk-withdata-false-does-not-route)");
+        assert!(
+            s.routes.is_empty(),
+            "withData=false must not route (docs/kubeedge-dmi.md#quirk-withdata-false-does-not-route)"
+        );
         assert!(!s.registrations[0].address_recorded);
         // 1.23 restores stored mappers after a restart, older releases forget them.
         s.on_restart();
