@@ -112,9 +112,7 @@ fn references(text: &str, own: Option<&str>) -> Vec<(String, String, usize)> {
             let prefix = &before[..name_start];
             let after = &rest[at + 4..];
             let anchor: String = after.chars().take_while(|&c| anchor_char(c)).collect();
-            if prefix.ends_with("docs/") {
-                out.push((format!("{name}.md"), anchor, no + 1));
-            } else if own.is_some() && prefix.ends_with("](") {
+            if prefix.ends_with("docs/") || (own.is_some() && prefix.ends_with("](")) {
                 out.push((format!("{name}.md"), anchor, no + 1));
             }
             rest = after;
