@@ -74,8 +74,10 @@
 
 mod bus;
 mod config;
+mod control;
 mod core;
 mod error;
+mod faults;
 mod ids;
 mod objects;
 mod sim;
@@ -86,8 +88,11 @@ pub use crate::config::{
     AdapterSpec, AddressType, Appear, CharFlag, CharSpec, DEFAULT_MODALIAS, DEFAULT_TICK, DescSpec,
     DeviceSpec, EnableRule, FaultSpec, ReadErrorKind, ServiceSpec, SimConfig, cccd_uuid,
 };
+pub use crate::control::{FaultRequest, LinkRequest, SimControl, handle as handle_control};
 pub use crate::core::{WriteKind, WriteRecord};
 pub use crate::error::{BluezError, BusError, ConfigError, IdError, SimError};
+pub use crate::faults::{CharFaultConfig, DeviceFaultConfig};
 pub use crate::ids::{BleUuid, MacAddr};
 pub use crate::sim::{BLUEZ_NAME, BleSim, Bus, Fault};
 pub use crate::value::{Dynamics, Encoding, FieldSpec};
+pub use sim_control::FaultMode;

@@ -12,23 +12,12 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
+pub use sim_control::FaultMode;
 use sim_control::{BoxFuture, ControlHandler, ControlRequest, ControlResponse, parse_document};
 
 use crate::fault::FaultConfig;
 use crate::runner::Running;
 use crate::sim::Simulator;
-
-/// How `POST /faults` combines the sent faults with the active ones.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum FaultMode {
-    /// The unit's faults become exactly the sent ones (`{}` = healthy).
-    #[default]
-    Replace,
-    /// The sent faults are added: a sent setting replaces the same kind,
-    /// exception rules accumulate, nothing is turned off.
-    Add,
-}
 
 /// The body of `POST /faults` (JSON or YAML).
 ///

@@ -35,10 +35,12 @@
 
 mod client;
 mod error;
+mod mode;
 mod server;
 
 pub use client::{Reply, send};
 pub use error::{ClientError, ControlError};
+pub use mode::FaultMode;
 pub use server::{
     BODY_LIMIT, BoxFuture, ControlHandler, ControlRequest, ControlResponse, ControlServer,
     parse_document,
