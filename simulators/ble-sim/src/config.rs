@@ -761,6 +761,27 @@ devices:
     }
 
     #[test]
+    fn fault_block_with_characteristics() {
+        let yaml = LED.replace(
+            "    appear: always\n",
+            "    appear: always\n    faults: { mute_notifications: true, read_error: not_permitted, characteristics: { ff12: { read_error: failed } } }\n",
+        );
+        let c = SimConfig::from_yaml(&yaml, "x").unwrap();
+        let d = &c.devices[0];
+        assert!(d.faults.mute_notifications);
+        assert_eq!(d.faults.read_error, Some(ReadErrorKind::NotPermitted));
+        let chars = &d.services[0].characteristics;
+        assert_eq!(chars[0].read_error, None);
+        assert_eq!(chars[1].read_error, Some(ReadErrorKind::Failed));
+
+        let bad = yaml.replace("ff12: {", "ff99: {");
+        let e = SimConfig::from_yaml(&bad, "x").unwrap_err().to_string();
+        assert!(e.contains("faults.characteristics.ff99"), "{e}");
+        let bad = yaml.replace("mute_notifications", "mute_notification");
+        assert!(SimConfig::from_yaml(&bad, "x").is_err());
+    }
+
+    #[test]
     fn errors_name_device_and_field() {
         let bad = LED.replace("\"ff11\", value", "\"ff99\", value");
         let e = SimConfig::from_yaml(&bad, "led.yaml")
