@@ -38,7 +38,7 @@
 //!     appear: on_discovery       # or: always
 //!     rssi: -55
 //!     manufacturer_data: { 13: "01 02" }
-//!     faults: { refuse_connect: false, resolve_delay_ms: 0, read_error: failed }
+//!     faults: { refuse_connect: false, resolve_delay_ms: 0, read_error: failed, mute_notifications: false }
 //!     services:
 //!       - uuid: "ff10"
 //!         characteristics:
@@ -53,8 +53,9 @@
 //!             enabled_by: { characteristic: "ff11", value: [1] }
 //! ```
 //!
-//! Faults can also be injected at runtime ([`BleSim::set_fault`],
-//! [`BleSim::drop_link`]).
+//! Faults ([`DeviceFaultConfig`], every key in the README) can also be
+//! injected at runtime ([`BleSim::set_fault`], [`BleSim::set_fault_config`],
+//! [`BleSim::drop_link`], and the binary's `--control` endpoint).
 //!
 //! Field types: `u8 i8 u16_le u16_be i16_le i16_be u32_le u32_be i32_le
 //! i32_be f32_le f32_be`; raw = value / scale, rounded and saturated.
