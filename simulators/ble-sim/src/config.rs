@@ -12,6 +12,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use crate::error::ConfigError;
+use crate::faults::DeviceFaultConfig;
 use crate::ids::{BleUuid, MacAddr};
 use crate::value::{Dynamics, Encoding, FieldSpec};
 
@@ -190,7 +191,7 @@ pub struct DescSpec {
 }
 
 /// The D-Bus error a failing `ReadValue` returns.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ReadErrorKind {
     /// `org.bluez.Error.Failed`.
@@ -208,6 +209,8 @@ pub struct FaultSpec {
     pub resolve_delay: Duration,
     /// Every `ReadValue` of the device fails.
     pub read_error: Option<ReadErrorKind>,
+    /// No notifications are sent (`Notifying` stays true).
+    pub mute_notifications: bool,
 }
 
 // ---------------------------------------------------------------- raw mirror
@@ -257,22 +260,11 @@ struct RawDevice {
     #[serde(default)]
     services: Vec<RawService>,
     #[serde(default)]
-    faults: RawFaults,
+    faults: DeviceFaultConfig,
 }
 
 fn default_rssi() -> Option<i16> {
     Some(-60)
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawFaults {
-    #[serde(default)]
-    refuse_connect: bool,
-    #[serde(default)]
-    resolve_delay_ms: u64,
-    #[serde(default)]
-    read_error: Option<ReadErrorKind>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -521,6 +513,25 @@ impl Resolver<'_> {
         for (i, s) in d.services.into_iter().enumerate() {
             services.push(self.service(&ctx, i, s)?);
         }
+        // faults.characteristics: read errors of characteristics of this device
+        for (uuid, cf) in &d.faults.characteristics {
+            let field = format!("faults.characteristics.{uuid}");
+            let u: BleUuid = uuid
+                .parse()
+                .map_err(|e: crate::error::IdError| self.err(&ctx, &field, e.to_string()))?;
+            let c = services
+                .iter_mut()
+                .flat_map(|s| s.characteristics.iter_mut())
+                .find(|c| c.uuid == u)
+                .ok_or_else(|| {
+                    self.err(
+                        &ctx,
+                        &field,
+                        format!("{u} is not a characteristic of this device"),
+                    )
+                })?;
+            c.read_error = cf.read_error;
+        }
         // enabled_by must name a characteristic of this device.
         let all: BTreeSet<&BleUuid> = services
             .iter()
@@ -551,11 +562,7 @@ impl Resolver<'_> {
             rssi: d.rssi,
             manufacturer_data,
             services,
-            faults: FaultSpec {
-                refuse_connect: d.faults.refuse_connect,
-                resolve_delay: Duration::from_millis(d.faults.resolve_delay_ms),
-                read_error: d.faults.read_error,
-            },
+            faults: d.faults.spec(),
         })
     }
 
@@ -751,6 +758,27 @@ devices:
         // A CCCD is added for notify.
         assert_eq!(ch.descriptors[0].uuid.short16(), Some(0x2902));
         assert!(ch.enabled_by.is_some());
+    }
+
+    #[test]
+    fn fault_block_with_characteristics() {
+        let yaml = LED.replace(
+            "    appear: always\n",
+            "    appear: always\n    faults: { mute_notifications: true, read_error: not_permitted, characteristics: { ff12: { read_error: failed } } }\n",
+        );
+        let c = SimConfig::from_yaml(&yaml, "x").unwrap();
+        let d = &c.devices[0];
+        assert!(d.faults.mute_notifications);
+        assert_eq!(d.faults.read_error, Some(ReadErrorKind::NotPermitted));
+        let chars = &d.services[0].characteristics;
+        assert_eq!(chars[0].read_error, None);
+        assert_eq!(chars[1].read_error, Some(ReadErrorKind::Failed));
+
+        let bad = yaml.replace("ff12: {", "ff99: {");
+        let e = SimConfig::from_yaml(&bad, "x").unwrap_err().to_string();
+        assert!(e.contains("faults.characteristics.ff99"), "{e}");
+        let bad = yaml.replace("mute_notifications", "mute_notification");
+        assert!(SimConfig::from_yaml(&bad, "x").is_err());
     }
 
     #[test]

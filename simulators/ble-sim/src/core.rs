@@ -666,7 +666,11 @@ impl Core {
                             f.write_into(*cur, &mut ch.value);
                         }
                     }
-                    if dev.connected && dev.chars[c].notifying && dev.is_enabled(c) {
+                    if dev.connected
+                        && dev.chars[c].notifying
+                        && dev.is_enabled(c)
+                        && !dev.faults.mute_notifications
+                    {
                         notes.push((dev.chars[c].path.clone(), dev.measured(c)));
                     }
                 }
@@ -687,7 +691,10 @@ impl Core {
             let ch = &mut dev.chars[c];
             ch.value = bytes;
             ch.pinned = true;
-            let notify = dev.connected && dev.chars[c].notifying && dev.is_enabled(c);
+            let notify = dev.connected
+                && dev.chars[c].notifying
+                && dev.is_enabled(c)
+                && !dev.faults.mute_notifications;
             notify.then(|| (dev.chars[c].path.clone(), dev.measured(c)))
         };
         if let Some((p, v)) = note {

@@ -38,7 +38,7 @@
 //!     appear: on_discovery       # or: always
 //!     rssi: -55
 //!     manufacturer_data: { 13: "01 02" }
-//!     faults: { refuse_connect: false, resolve_delay_ms: 0, read_error: failed }
+//!     faults: { refuse_connect: false, resolve_delay_ms: 0, read_error: failed, mute_notifications: false }
 //!     services:
 //!       - uuid: "ff10"
 //!         characteristics:
@@ -53,8 +53,9 @@
 //!             enabled_by: { characteristic: "ff11", value: [1] }
 //! ```
 //!
-//! Faults can also be injected at runtime ([`BleSim::set_fault`],
-//! [`BleSim::drop_link`]).
+//! Faults ([`DeviceFaultConfig`], every key in the README) can also be
+//! injected at runtime ([`BleSim::set_fault`], [`BleSim::set_fault_config`],
+//! [`BleSim::drop_link`], and the binary's `--control` endpoint).
 //!
 //! Field types: `u8 i8 u16_le u16_be i16_le i16_be u32_le u32_be i32_le
 //! i32_be f32_le f32_be`; raw = value / scale, rounded and saturated.
@@ -74,8 +75,10 @@
 
 mod bus;
 mod config;
+mod control;
 mod core;
 mod error;
+mod faults;
 mod ids;
 mod objects;
 mod sim;
@@ -86,8 +89,11 @@ pub use crate::config::{
     AdapterSpec, AddressType, Appear, CharFlag, CharSpec, DEFAULT_MODALIAS, DEFAULT_TICK, DescSpec,
     DeviceSpec, EnableRule, FaultSpec, ReadErrorKind, ServiceSpec, SimConfig, cccd_uuid,
 };
+pub use crate::control::{FaultRequest, LinkRequest, SimControl, handle as handle_control};
 pub use crate::core::{WriteKind, WriteRecord};
 pub use crate::error::{BluezError, BusError, ConfigError, IdError, SimError};
+pub use crate::faults::{CharFaultConfig, DeviceFaultConfig};
 pub use crate::ids::{BleUuid, MacAddr};
 pub use crate::sim::{BLUEZ_NAME, BleSim, Bus, Fault};
 pub use crate::value::{Dynamics, Encoding, FieldSpec};
+pub use sim_control::FaultMode;

@@ -4,6 +4,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use sim_control::FaultMode;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use zbus::Connection;
@@ -13,6 +14,7 @@ use crate::bus::PrivateBus;
 use crate::config::{ReadErrorKind, SimConfig};
 use crate::core::{Core, WriteRecord};
 use crate::error::SimError;
+use crate::faults::{self, DeviceFaultConfig};
 use crate::ids::{BleUuid, MacAddr};
 use crate::objects::{AdapterIface, DeviceIface};
 
@@ -48,6 +50,8 @@ pub enum Fault {
     },
     /// Delay between exporting the GATT objects and `ServicesResolved = true`.
     ResolveDelay(Duration),
+    /// No notifications while `true` (`Notifying` stays as the client set it).
+    MuteNotifications(bool),
 }
 
 /// A running simulator: owns `org.bluez` on a bus and serves the adapters
@@ -274,6 +278,7 @@ impl BleSim {
             Fault::RefuseConnect(on) => dev.faults.refuse_connect = on,
             Fault::ReadError(e) => dev.faults.read_error = e,
             Fault::ResolveDelay(t) => dev.faults.resolve_delay = t,
+            Fault::MuteNotifications(on) => dev.faults.mute_notifications = on,
             Fault::CharReadError { error, .. } => {
                 if let Some(c) = c {
                     dev.chars[c].read_error = error;
@@ -293,6 +298,40 @@ impl BleSim {
             c.read_error = None;
         }
         Ok(())
+    }
+
+    /// The addresses of every simulated device, in file order.
+    pub fn device_addresses(&self) -> Vec<MacAddr> {
+        self.core
+            .state()
+            .devices
+            .iter()
+            .map(|d| d.spec.address)
+            .collect()
+    }
+
+    /// The faults active on a device, in the device file's fault format.
+    pub fn fault_config(&self, mac: &str) -> Result<DeviceFaultConfig, SimError> {
+        let d = self.device(mac)?;
+        Ok(faults::read_back(&self.core.state().devices[d]))
+    }
+
+    /// Replaces ([`FaultMode::Replace`]) or adds to ([`FaultMode::Add`]) the
+    /// faults of a device from a document in the device file's fault format;
+    /// returns the faults now active. An unknown characteristic changes nothing.
+    pub fn set_fault_config(
+        &self,
+        mac: &str,
+        config: &DeviceFaultConfig,
+        mode: FaultMode,
+    ) -> Result<DeviceFaultConfig, SimError> {
+        let d = self.device(mac)?;
+        let mut st = self.core.state();
+        let dev = &mut st.devices[d];
+        faults::apply(dev, config, mode)?;
+        let now = faults::read_back(dev);
+        tracing::info!(device = %dev.spec.address, faults = ?now, "faults set");
+        Ok(now)
     }
 
     /// How many times `Connect` succeeded in connecting the device.

@@ -8,22 +8,17 @@
 mod common;
 
 use std::collections::BTreeSet;
-use std::pin::Pin;
 use std::time::Duration;
 
 use ble_sim::{BleSim, Bus, Fault, ReadErrorKind, SimConfig, WriteKind};
 use btleplug::api::{
-    Central, CentralEvent, CharPropFlags, Characteristic, Manager as _, Peripheral as _,
-    ScanFilter, ValueNotification, WriteType,
+    Central, CentralEvent, CharPropFlags, Manager as _, Peripheral as _, ScanFilter, WriteType,
 };
-use btleplug::platform::{Adapter, Manager, Peripheral};
+use btleplug::platform::Manager;
+use common::central::*;
 use common::*;
-use futures::{Stream, StreamExt};
+use futures::StreamExt;
 use tokio::time::timeout;
-
-type Events<T> = Pin<Box<dyn Stream<Item = T> + Send>>;
-
-const STEP: Duration = Duration::from_secs(10);
 
 #[test]
 fn btleplug_scan_connect_read_write_notify_and_link_loss() {
@@ -48,66 +43,6 @@ async fn start_sim() -> Option<BleSim> {
             .await
             .unwrap(),
     )
-}
-
-/// The adapter whose `adapter_info` starts with `name` (BlueZ's order is not stable).
-async fn adapter_named(manager: &Manager, name: &str) -> Adapter {
-    let mut found = None;
-    for a in manager.adapters().await.unwrap() {
-        let info = a.adapter_info().await.unwrap();
-        if info.split_whitespace().next() == Some(name) {
-            found = Some(a);
-        }
-    }
-    found.unwrap_or_else(|| panic!("no adapter named {name}"))
-}
-
-async fn peripheral_by_mac(adapter: &Adapter, mac: &str) -> Option<Peripheral> {
-    adapter
-        .peripherals()
-        .await
-        .unwrap()
-        .into_iter()
-        .find(|p| p.address().to_string() == mac)
-}
-
-fn characteristic(p: &Peripheral, uuid: &str) -> Characteristic {
-    p.characteristics()
-        .into_iter()
-        .find(|c| c.uuid.to_string() == uuid)
-        .unwrap_or_else(|| panic!("characteristic {uuid} not discovered"))
-}
-
-/// Wait (with a deadline) for the next notification of `uuid`, skipping others.
-async fn next_value(stream: &mut Events<ValueNotification>, uuid: &str) -> Vec<u8> {
-    timeout(STEP, async {
-        loop {
-            let n = stream.next().await.expect("notification stream ended");
-            if n.uuid.to_string() == uuid {
-                return n.value;
-            }
-        }
-    })
-    .await
-    .unwrap_or_else(|_| panic!("no notification of {uuid} within {STEP:?}"))
-}
-
-/// Wait for a central event matching `pred`.
-async fn wait_event(
-    events: &mut Events<CentralEvent>,
-    what: &str,
-    pred: impl Fn(&CentralEvent) -> bool,
-) {
-    timeout(STEP, async {
-        loop {
-            let e = events.next().await.expect("central event stream ended");
-            if pred(&e) {
-                return;
-            }
-        }
-    })
-    .await
-    .unwrap_or_else(|_| panic!("no {what} event within {STEP:?}"))
 }
 
 fn ambient_celsius(v: &[u8]) -> f64 {

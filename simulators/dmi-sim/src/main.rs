@@ -23,7 +23,8 @@ struct Args {
     /// The edgecore release to play (1.15 to 1.23).
     #[arg(long, default_value = "1.23")]
     version: Version,
-    /// A YAML/JSON file of v1beta1 Device and DeviceModel resources (repeatable).
+    /// A YAML/JSON file of v1beta1 Device and DeviceModel resources (repeatable), e.g.
+    /// simulators/dmi-sim/fixtures/modbus-tcp.yaml (from the repository root).
     #[arg(long = "fixtures")]
     fixtures: Vec<PathBuf>,
     /// Limiter refill rate in tokens per second (edgecore: 1).

@@ -80,6 +80,7 @@
 //! (clamped), `counter {step}` (engineering units, wraps at the raw range of the type),
 //! `toggle` (bits and booleans).
 
+mod control;
 mod core;
 mod error;
 mod fault;
@@ -93,8 +94,9 @@ mod stats;
 mod table;
 mod value;
 
+pub use control::{DropRequest, FaultMode, FaultRequest, RunningControl, handle as handle_control};
 pub use error::{MapError, SimError};
-pub use fault::{ExceptionRule, Fault, Faults, LateReplies};
+pub use fault::{ExceptionRule, Fault, FaultConfig, Faults, LateConfig, LateReplies};
 pub use frame::{crc16, frame_silence, transaction_time, wire_time};
 pub use map::{
     DEFAULT_TICK, DeviceMap, Endpoint, MapFile, RtuConfig, Transport, UnitMap, ValueSpec,

@@ -1,24 +1,42 @@
 //! `modbus-sim`: serve the endpoints of a YAML register map until SIGTERM or ctrl-c.
 //!
 //! Prints one line per endpoint on stdout (`endpoint=NAME tcp=ADDR` or
-//! `endpoint=NAME rtu=PATH`), then `ready`; logs go to stderr.
+//! `endpoint=NAME rtu=PATH`), `control=ADDR` with `--control`, then `ready`;
+//! logs go to stderr. `modbus-sim fault ...` changes the faults of a running one.
+
+mod cli;
 
 use std::io::Write as _;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
 use clap::Parser;
-use modbus_sim::{MapFile, Running, write_stats_file};
+use modbus_sim::{MapFile, Running, RunningControl, write_stats_file};
+use sim_control::ControlServer;
 use tokio_util::sync::CancellationToken;
 
 /// Software Modbus TCP/RTU device serving a YAML register map.
+///
+/// The map format and the faults are documented in simulators/modbus-sim/README.md;
+/// example maps are in simulators/modbus-sim/maps/ (paths from the repository root).
 #[derive(Debug, Parser)]
-#[command(version)]
+#[command(
+    version,
+    args_conflicts_with_subcommands = true,
+    subcommand_negates_reqs = true
+)]
 struct Cli {
-    /// Register map (YAML), see maps/ for examples.
-    #[arg(long, short, env = "MODBUS_SIM_MAP")]
-    map: PathBuf,
+    #[command(subcommand)]
+    command: Option<Command>,
+    /// Register map (YAML), e.g. simulators/modbus-sim/maps/boiler.yaml (from the repository root).
+    #[arg(long, short, env = "MODBUS_SIM_MAP", required = true)]
+    map: Option<PathBuf>,
+    /// Serve the control endpoint (HTTP: GET/POST /faults) on IP:PORT; port 0 = any
+    /// free port, printed as `control=ADDR`. No authentication: keep it on loopback.
+    #[arg(long, env = "MODBUS_SIM_CONTROL")]
+    control: Option<String>,
     /// Write JSON counters to this file periodically and at exit.
     #[arg(long, env = "MODBUS_SIM_STATS_FILE")]
     stats_file: Option<PathBuf>,
@@ -30,9 +48,23 @@ struct Cli {
     log: String,
 }
 
+#[derive(Debug, clap::Subcommand)]
+enum Command {
+    /// Change or show the faults of a running simulator through its control endpoint.
+    Fault(cli::FaultArgs),
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
+    if let Some(Command::Fault(args)) = cli.command {
+        // one plain line for CI logs, not anyhow's report with a backtrace
+        if let Err(e) = cli::run(args).await {
+            eprintln!("modbus-sim fault: {e:#}");
+            std::process::exit(1);
+        }
+        return Ok(());
+    }
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .or_else(|_| tracing_subscriber::EnvFilter::try_new(&cli.log))
         .context("invalid --log filter")?;
@@ -45,9 +77,18 @@ async fn main() -> anyhow::Result<()> {
         .filter(|d| !d.is_zero())
         .context("--stats-interval must be a positive number of seconds")?;
 
-    let map = MapFile::load(&cli.map)?;
+    let Some(map_path) = &cli.map else {
+        anyhow::bail!("--map is required");
+    };
+    let map = MapFile::load(map_path)?;
     let cancel = CancellationToken::new();
-    let running = Running::start(&map, &cancel).await?;
+    let running = Arc::new(Running::start(&map, &cancel).await?);
+    let control = match &cli.control {
+        Some(addr) => Some(
+            ControlServer::start(addr, Arc::new(RunningControl::new(Arc::clone(&running)))).await?,
+        ),
+        None => None,
+    };
     let mut out = std::io::stdout().lock();
     for ep in running.endpoints() {
         for a in &ep.tcp {
@@ -56,6 +97,9 @@ async fn main() -> anyhow::Result<()> {
         if let Some(p) = &ep.rtu_path {
             writeln!(out, "endpoint={} rtu={}", ep.name, p.display())?;
         }
+    }
+    if let Some(c) = &control {
+        writeln!(out, "control={}", c.local_addr())?;
     }
     writeln!(out, "ready")?;
     out.flush()?;
@@ -80,6 +124,9 @@ async fn main() -> anyhow::Result<()> {
                 }
             }
         }
+    }
+    if let Some(c) = control {
+        c.shutdown().await;
     }
     cancel.cancel();
     running.shutdown().await;

@@ -13,7 +13,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use crate::error::MapError;
-use crate::fault::{ExceptionRule, Faults, LateReplies};
+use crate::fault::{FaultConfig, Faults};
 use crate::table::{Table, TableKind};
 use crate::value::{Dynamics, Layout, ValueType, decode_number, encode_number, encode_string};
 
@@ -81,7 +81,7 @@ struct RawUnit {
     #[serde(default)]
     values: Vec<RawValue>,
     #[serde(default)]
-    faults: Option<RawFaults>,
+    faults: Option<FaultConfig>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -125,31 +125,6 @@ struct RawValue {
     word_swap: bool,
     #[serde(default)]
     dynamics: Option<Dynamics>,
-    #[serde(default)]
-    every: Option<u32>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawFaults {
-    #[serde(default)]
-    silent: bool,
-    #[serde(default)]
-    delay_ms: Option<u64>,
-    #[serde(default)]
-    late: Option<RawLate>,
-    #[serde(default)]
-    exceptions: Vec<ExceptionRule>,
-    #[serde(default)]
-    drop_connection_after: Option<u32>,
-    #[serde(default)]
-    corrupt_crc_every: Option<u32>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawLate {
-    delay_ms: u64,
     #[serde(default)]
     every: Option<u32>,
 }
@@ -606,39 +581,9 @@ fn resolve_unit(ctx: &Ctx<'_>, loc: &str, u: RawUnit) -> Result<UnitMap, MapErro
 
     let faults = match u.faults {
         None => Faults::default(),
-        Some(f) => {
-            for (i, e) in f.exceptions.iter().enumerate() {
-                if e.code == 0 {
-                    return Err(ctx.err(
-                        format!("{loc}.faults.exceptions[{i}].code"),
-                        "must be a Modbus exception code (1..=255)",
-                    ));
-                }
-                if e.count.is_some() && e.start.is_none() {
-                    return Err(ctx.err(
-                        format!("{loc}.faults.exceptions[{i}].count"),
-                        "needs `start`",
-                    ));
-                }
-            }
-            if f.drop_connection_after == Some(0) || f.corrupt_crc_every == Some(0) {
-                return Err(ctx.err(
-                    format!("{loc}.faults"),
-                    "drop_connection_after and corrupt_crc_every must be at least 1",
-                ));
-            }
-            Faults {
-                silent: f.silent,
-                delay: f.delay_ms.map(Duration::from_millis),
-                late: f.late.map(|l| LateReplies {
-                    delay: Duration::from_millis(l.delay_ms),
-                    every: l.every.unwrap_or(1).max(1),
-                }),
-                exceptions: f.exceptions,
-                drop_connection_after: f.drop_connection_after,
-                corrupt_crc_every: f.corrupt_crc_every,
-            }
-        }
+        Some(f) => f
+            .resolve()
+            .map_err(|(field, message)| ctx.err(format!("{loc}.faults.{field}"), message))?,
     };
 
     Ok(UnitMap {
@@ -656,6 +601,7 @@ fn resolve_unit(ctx: &Ctx<'_>, loc: &str, u: RawUnit) -> Result<UnitMap, MapErro
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+    use crate::fault::LateReplies;
 
     const SMALL: &str = r#"
 tick_ms: 100

@@ -95,6 +95,14 @@ impl Running {
             .map(|(_, s)| s)
     }
 
+    /// Every endpoint's name with its simulator, in map order.
+    pub fn simulators(&self) -> Vec<(&str, &Simulator)> {
+        self.sims
+            .iter()
+            .map(|(i, s)| (i.name.as_str(), s))
+            .collect()
+    }
+
     /// Current counters of all endpoints.
     pub fn report(&self) -> StatsReport {
         StatsReport {

@@ -15,8 +15,7 @@ use std::time::Duration;
 
 use common::*;
 use modbus_sim::{RtuOptions, Simulator};
-use tokio::io::{AsyncBufReadExt, BufReader};
-use tokio::process::{Child, Command};
+use tokio::process::Command;
 
 /// Runs mbpoll with `args`; returns (success, stdout).
 async fn mbpoll(args: &[&str]) -> (bool, String) {
@@ -186,69 +185,6 @@ async fn mbpoll_rtu_over_socat_pty() {
 
     sim.shutdown().await;
     socat.kill().await.unwrap();
-}
-
-/// The simulator binary as a child process, killed on drop.
-struct SimProcess {
-    child: Child,
-    lines: Vec<String>,
-}
-
-impl SimProcess {
-    async fn start(map: &Path, extra: &[&str]) -> Self {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_modbus-sim"))
-            .arg("--map")
-            .arg(map)
-            .args(extra)
-            .env_remove("RUST_LOG")
-            .stdout(Stdio::piped())
-            .stdin(Stdio::null())
-            .kill_on_drop(true)
-            .spawn()
-            .unwrap();
-        let mut reader = BufReader::new(child.stdout.take().unwrap()).lines();
-        let mut lines = Vec::new();
-        within(async {
-            while let Some(l) = reader.next_line().await.unwrap() {
-                if l == "ready" {
-                    return;
-                }
-                lines.push(l);
-            }
-            panic!("modbus-sim exited before printing `ready`: {lines:?}");
-        })
-        .await;
-        // keep draining stdout so the child never blocks on a full pipe
-        tokio::spawn(async move { while let Ok(Some(_)) = reader.next_line().await {} });
-        Self { child, lines }
-    }
-
-    fn endpoint(&self, key: &str) -> String {
-        self.lines
-            .iter()
-            .find_map(|l| {
-                l.split_once(&format!(" {key}="))
-                    .map(|(_, v)| v.to_string())
-            })
-            .unwrap_or_else(|| panic!("no {key}= line in {:?}", self.lines))
-    }
-
-    /// SIGTERM (graceful) and wait; SIGKILL if it does not stop.
-    async fn terminate(mut self) -> std::process::ExitStatus {
-        let pid = self.child.id().unwrap().to_string();
-        let sent = std::process::Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .unwrap();
-        assert!(sent.success());
-        match tokio::time::timeout(OK_TIMEOUT, self.child.wait()).await {
-            Ok(status) => status.unwrap(),
-            Err(_) => {
-                self.child.kill().await.unwrap();
-                panic!("modbus-sim did not stop on SIGTERM");
-            }
-        }
-    }
 }
 
 #[tokio::test]

@@ -1,6 +1,8 @@
 //! Shared helpers for the ble-sim integration tests.
 #![allow(dead_code, clippy::unwrap_used)]
 
+pub mod central;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -32,7 +34,12 @@ pub const BATTERY_LEVEL: &str = "00002a19-0000-1000-8000-00805f9b34fb";
 /// simulator at the socket path (`Bus::PrivateAt`) and drives btleplug.
 pub fn run_in_child(name: &str, deadline: Duration) {
     let dir = tempfile::tempdir().unwrap();
-    let socket = dir.path().join("bus.sock");
+    run_in_child_with(name, deadline, &dir.path().join("bus.sock"), &[]);
+}
+
+/// [`run_in_child`] with the bus at `socket` (a simulator may already serve
+/// it) and extra environment variables for the child.
+pub fn run_in_child_with(name: &str, deadline: Duration, socket: &Path, env: &[(&str, &str)]) {
     let exe = std::env::current_exe().unwrap();
     let mut child = Command::new(exe)
         .args([
@@ -46,7 +53,8 @@ pub fn run_in_child(name: &str, deadline: Duration) {
             "DBUS_SYSTEM_BUS_ADDRESS",
             format!("unix:path={}", socket.display()),
         )
-        .env(CHILD_SOCKET_ENV, &socket)
+        .env(CHILD_SOCKET_ENV, socket)
+        .envs(env.iter().copied())
         .env_remove("DBUS_SESSION_BUS_ADDRESS")
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

@@ -2,10 +2,13 @@
 #![allow(dead_code, clippy::unwrap_used)]
 
 use std::future::Future;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
 use std::time::Duration;
 
 use modbus_sim::{DeviceMap, MapFile};
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
 
 /// Timeout for calls that must succeed.
 pub const OK_TIMEOUT: Duration = Duration::from_secs(5);
@@ -74,4 +77,76 @@ pub fn tool_available(tool: &str) -> bool {
         }
     }
     found
+}
+
+/// The simulator binary as a child process, killed on drop.
+pub struct SimProcess {
+    child: Child,
+    /// The stdout lines before `ready`.
+    pub lines: Vec<String>,
+}
+
+impl SimProcess {
+    pub async fn start(map: &Path, extra: &[&str]) -> Self {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_modbus-sim"))
+            .arg("--map")
+            .arg(map)
+            .args(extra)
+            .env_remove("RUST_LOG")
+            .stdout(Stdio::piped())
+            .stdin(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap();
+        let mut reader = BufReader::new(child.stdout.take().unwrap()).lines();
+        let mut lines = Vec::new();
+        within(async {
+            while let Some(l) = reader.next_line().await.unwrap() {
+                if l == "ready" {
+                    return;
+                }
+                lines.push(l);
+            }
+            panic!("modbus-sim exited before printing `ready`: {lines:?}");
+        })
+        .await;
+        // keep draining stdout so the child never blocks on a full pipe
+        tokio::spawn(async move { while let Ok(Some(_)) = reader.next_line().await {} });
+        Self { child, lines }
+    }
+
+    pub fn endpoint(&self, key: &str) -> String {
+        self.lines
+            .iter()
+            .find_map(|l| {
+                l.split_once(&format!(" {key}="))
+                    .map(|(_, v)| v.to_string())
+            })
+            .unwrap_or_else(|| panic!("no {key}= line in {:?}", self.lines))
+    }
+
+    /// The `control=ADDR` line's address (started with `--control`).
+    pub fn control(&self) -> String {
+        self.lines
+            .iter()
+            .find_map(|l| l.strip_prefix("control=").map(str::to_string))
+            .unwrap_or_else(|| panic!("no control= line in {:?}", self.lines))
+    }
+
+    /// SIGTERM (graceful) and wait; SIGKILL if it does not stop.
+    pub async fn terminate(mut self) -> std::process::ExitStatus {
+        let pid = self.child.id().unwrap().to_string();
+        let sent = std::process::Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap();
+        assert!(sent.success());
+        match tokio::time::timeout(OK_TIMEOUT, self.child.wait()).await {
+            Ok(status) => status.unwrap(),
+            Err(_) => {
+                self.child.kill().await.unwrap();
+                panic!("modbus-sim did not stop on SIGTERM");
+            }
+        }
+    }
 }
