@@ -208,6 +208,8 @@ pub struct FaultSpec {
     pub resolve_delay: Duration,
     /// Every `ReadValue` of the device fails.
     pub read_error: Option<ReadErrorKind>,
+    /// The device is out of range (runtime only, [`crate::Fault::OutOfRange`]).
+    pub out_of_range: bool,
 }
 
 // ---------------------------------------------------------------- raw mirror
@@ -553,6 +555,7 @@ impl Resolver<'_> {
             services,
             faults: FaultSpec {
                 refuse_connect: d.faults.refuse_connect,
+                out_of_range: false,
                 resolve_delay: Duration::from_millis(d.faults.resolve_delay_ms),
                 read_error: d.faults.read_error,
             },

@@ -48,6 +48,12 @@ pub enum Fault {
     },
     /// Delay between exporting the GATT objects and `ServicesResolved = true`.
     ResolveDelay(Duration),
+    /// The device is out of range while `true` (its radio is off): `Connect` stays
+    /// pending, as BlueZ's LE connection attempt does, and completes once the fault is
+    /// cleared; a client `Disconnect` aborts it, and it fails with
+    /// `le-connection-abort-by-local` after 30 s. It does not drop a connected link by
+    /// itself (use [`BleSim::drop_link`]).
+    OutOfRange(bool),
 }
 
 /// A running simulator: owns `org.bluez` on a bus and serves the adapters
@@ -274,6 +280,7 @@ impl BleSim {
             Fault::RefuseConnect(on) => dev.faults.refuse_connect = on,
             Fault::ReadError(e) => dev.faults.read_error = e,
             Fault::ResolveDelay(t) => dev.faults.resolve_delay = t,
+            Fault::OutOfRange(on) => dev.faults.out_of_range = on,
             Fault::CharReadError { error, .. } => {
                 if let Some(c) = c {
                     dev.chars[c].read_error = error;
