@@ -97,6 +97,11 @@ pub struct MapperSection {
     pub desired_values: Option<String>,
     /// Retries of a write the device refused before the value is dropped (default 3).
     pub refused_write_retries: Option<u32>,
+    /// Largest reconnect delay in milliseconds shortly after a link loss (default 1000).
+    pub relink_interval_ms: Option<u64>,
+    /// How long after a link loss, in milliseconds, reconnects keep to
+    /// `relinkIntervalMs` (default 60000); then the backoff grows to 30 s.
+    pub relink_window_ms: Option<u64>,
     /// Where the profile comes from: `file` (default), `dmi` (edgecore's DMI, KubeEdge
     /// 1.15+), `configmap` (the device-profile ConfigMap from the API) or `devices`
     /// (v1beta1 Device/DeviceModel objects). `dmi` needs the `dmi` cargo feature, the
@@ -546,6 +551,12 @@ impl Settings {
         }
         if let Some(n) = s.refused_write_retries {
             runtime.refused_write_retries = n;
+        }
+        if let Some(ms) = s.relink_interval_ms {
+            runtime.relink_interval = Duration::from_millis(ms.max(1));
+        }
+        if let Some(ms) = s.relink_window_ms {
+            runtime.relink_window = Duration::from_millis(ms);
         }
         match s
             .desired_values

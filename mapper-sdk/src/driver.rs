@@ -16,6 +16,11 @@
 //! | [`Refused`](DriverError::Refused) | as `Link` | the device is online; this property's value is not reported while it fails | retried with backoff up to `mapper.refusedWriteRetries` times (default 3), then dropped with an error log |
 //! | [`Invalid`](DriverError::Invalid) | as `Link` | as `Refused` | dropped at once with an error log (retrying cannot help) |
 //!
+//! A link loss between transactions (e.g. a BLE disconnect event while idle) is reported
+//! by ending [`Device::next_push`] (`None`): handled as `Link` on read. After a link loss,
+//! reconnects are at most `mapper.relinkIntervalMs` (1 s) apart for
+//! `mapper.relinkWindowMs` (60 s), then the backoff grows to 30 s.
+//!
 //! A device is reported online again by its first successful read or write.
 
 use std::fmt::Debug;
@@ -311,9 +316,22 @@ pub trait Device: Send + 'static {
         }
     }
 
-    /// Values the device pushes by itself (e.g. BLE notifications). Must be cancel-safe:
-    /// the worker drops this future whenever something else is due. The default never
-    /// yields.
+    /// Values the device pushes by itself (e.g. BLE notifications), and the way to report
+    /// a link loss that happens between transactions (a disconnect event from the stack
+    /// while the device is idle). The worker polls it whenever it has nothing else to do.
+    ///
+    /// - `Some((property, Ok(value)))`: a pushed value, reported at the property's next
+    ///   tick (throttled to its collect cycle; at once for a never-polled property).
+    /// - `Some((property, Err(e)))`: a pushed value that could not be decoded; a
+    ///   [`DriverError::Link`] here is a link loss, as below.
+    /// - `None`: **the link is gone**. The device is reported offline at once, the handle
+    ///   is dropped, and reconnects start (at most
+    ///   [`crate::runtime::RuntimeOptions::relink_interval`] apart for a while, so that a
+    ///   short outage ends with `online` and a fresh reading soon after the device is
+    ///   back). Return `None` only once per connection.
+    ///
+    /// Must be cancel-safe: the worker drops this future whenever something else is due.
+    /// The default never yields (no pushes, link losses show on the next transaction).
     fn next_push(
         &mut self,
     ) -> impl Future<Output = Option<(PropertyName, Result<Value, DriverError>)>> + Send {

@@ -36,6 +36,15 @@ pub struct RuntimeOptions {
     pub reconnect_min: Duration,
     /// Largest reconnect delay.
     pub reconnect_max: Duration,
+    /// Largest reconnect delay while a lost link is fresh (see
+    /// [`RuntimeOptions::relink_window`]): a device that dropped off for a short outage is
+    /// seen again within about this long (plus up to 25 % jitter) of coming back.
+    pub relink_interval: Duration,
+    /// How long after a link loss ([`crate::driver::DriverError::Link`] on a connected
+    /// device, or [`crate::driver::Device::next_push`] ending) reconnects are tried at
+    /// most [`RuntimeOptions::relink_interval`] apart; after that the backoff grows on to
+    /// [`RuntimeOptions::reconnect_max`], so a device that stays away costs little.
+    pub relink_window: Duration,
     /// First retry delay of a failed write.
     pub write_retry_min: Duration,
     /// Largest retry delay of a failed write.
@@ -57,6 +66,8 @@ impl Default for RuntimeOptions {
             io_timeout: Duration::from_secs(10),
             reconnect_min: Duration::from_millis(200),
             reconnect_max: Duration::from_secs(30),
+            relink_interval: Duration::from_secs(1),
+            relink_window: Duration::from_secs(60),
             write_retry_min: Duration::from_millis(500),
             write_retry_max: Duration::from_secs(30),
             offline_after: 3,

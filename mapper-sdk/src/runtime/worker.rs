@@ -136,6 +136,9 @@ struct Run<D: Driver> {
     failures: u32,
     connect_backoff: Backoff,
     next_connect: Instant,
+    /// When the link was lost, until the device answers again: reconnects within
+    /// `relink_window` of it are at most `relink_interval` apart.
+    lost_at: Option<Instant>,
     log_link: GrowingLog,
     log_unknown: RateLimit,
     log_overflow: RateLimit,
@@ -176,6 +179,7 @@ impl<D: Driver> Worker<D> {
             failures: 0,
             connect_backoff: backoff,
             next_connect: now,
+            lost_at: None,
             log_link: GrowingLog::default(),
             log_unknown: RateLimit::default(),
             log_overflow: RateLimit::default(),
@@ -257,7 +261,7 @@ impl<D: Driver> Run<D> {
                 }
             }
             Err(e) => {
-                let delay = self.connect_backoff.next_delay();
+                let delay = self.reconnect_delay(Instant::now());
                 self.next_connect = Instant::now() + delay;
                 if let Some(n) = self.log_link.allow(Instant::now()) {
                     warn!(device = %self.id(), error = %e, retry_in = ?delay, suppressed = n, "cannot connect");
@@ -290,8 +294,22 @@ impl<D: Driver> Run<D> {
         }
     }
 
+    /// The delay before the next connect: the growing backoff, capped at the relink
+    /// interval while a link loss is fresh.
+    fn reconnect_delay(&mut self, now: Instant) -> Duration {
+        let delay = self.connect_backoff.next_delay();
+        let opts = &self.w.opts;
+        match self.lost_at {
+            Some(at) if now.duration_since(at) < opts.relink_window => delay.min(
+                Backoff::delay_for(1, opts.relink_interval, opts.relink_interval),
+            ),
+            _ => delay,
+        }
+    }
+
     fn success(&mut self) {
         self.failures = 0;
+        self.lost_at = None;
         self.connect_backoff.reset();
         self.log_link.reset();
         if self.state != Some(DeviceState::Online) {
@@ -311,8 +329,9 @@ impl<D: Driver> Run<D> {
     /// link the stack has given up on).
     fn drop_link(&mut self, why: &DriverError) {
         if self.link.take().is_some() {
-            let delay = self.connect_backoff.next_delay();
             let now = Instant::now();
+            self.lost_at.get_or_insert(now);
+            let delay = self.reconnect_delay(now);
             self.next_connect = now + delay;
             if let Some(n) = self.log_link.allow(now) {
                 warn!(device = %self.id(), error = %why, retry_in = ?delay, suppressed = n, "link lost; reconnecting");
@@ -875,6 +894,189 @@ async fn next_push<T: Device>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::driver::{ConfigError, DeviceSpec};
+    use crate::model::DeviceState;
+    use crate::profile::{PropertyDef, ProtocolDef, ResolveOptions};
+    use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+    use tokio::sync::watch;
+
+    /// A driver whose link is lost on request (a disconnect event while idle, pushed
+    /// through `next_push`) and whose connects can be refused.
+    #[derive(Clone)]
+    struct Steered {
+        refuse: Arc<AtomicBool>,
+        connects: Arc<AtomicU32>,
+        lost: watch::Sender<bool>,
+    }
+
+    struct SteeredDevice {
+        lost: watch::Receiver<bool>,
+    }
+
+    impl Driver for Steered {
+        type Protocol = ();
+        type Visitor = ();
+        type Device = SteeredDevice;
+        fn name(&self) -> &'static str {
+            "steered"
+        }
+        fn handles(&self, p: &ProtocolDef) -> bool {
+            p.kind == "steered"
+        }
+        fn parse_protocol(&self, _: &ProtocolDef) -> Result<(), ConfigError> {
+            Ok(())
+        }
+        fn parse_visitor(&self, _: &PropertyDef, _: &()) -> Result<(), ConfigError> {
+            Ok(())
+        }
+        async fn connect(&self, _: &DeviceSpec<Self>) -> Result<SteeredDevice, DriverError> {
+            self.connects.fetch_add(1, Ordering::SeqCst);
+            if self.refuse.load(Ordering::SeqCst) {
+                return Err(DriverError::Link("connect refused".into()));
+            }
+            self.lost.send_replace(false);
+            Ok(SteeredDevice {
+                lost: self.lost.subscribe(),
+            })
+        }
+    }
+
+    impl Device for SteeredDevice {
+        type Visitor = ();
+        async fn read(&mut self, _: &PropertySpec<()>) -> Result<Value, DriverError> {
+            Ok(Value::Int(7))
+        }
+        async fn write(&mut self, _: &PropertySpec<()>, _: &Value) -> Result<(), DriverError> {
+            Ok(())
+        }
+        async fn next_push(&mut self) -> Option<(PropertyName, Result<Value, DriverError>)> {
+            let _ = self.lost.wait_for(|lost| *lost).await;
+            None
+        }
+    }
+
+    /// What the worker sent, with the (paused) time it arrived.
+    async fn next_msg(rx: &mut mpsc::Receiver<Outbound>) -> (Instant, Outbound) {
+        let msg = timeout(Duration::from_secs(120), rx.recv())
+            .await
+            .expect("a message within 120 s")
+            .expect("the worker runs");
+        (Instant::now(), msg)
+    }
+
+    async fn next_state(
+        rx: &mut mpsc::Receiver<Outbound>,
+        twins: &mut u32,
+    ) -> (Instant, DeviceState) {
+        loop {
+            match next_msg(rx).await {
+                (at, Outbound::State { state, .. }) => return (at, state),
+                (_, Outbound::Twin { .. }) => *twins += 1,
+                _ => {}
+            }
+        }
+    }
+
+    /// A link loss the driver pushes while the device is idle: offline at once, nothing
+    /// reported while down, reconnects at most about `relink_interval` apart, so the
+    /// device is online with a fresh report soon after it comes back.
+    #[tokio::test(start_paused = true)]
+    async fn pushed_link_loss_is_offline_at_once_and_relinks_promptly() {
+        let (lost, _) = watch::channel(false);
+        let driver = Steered {
+            refuse: Arc::default(),
+            connects: Arc::default(),
+            lost,
+        };
+        let profile = serde_json::json!({
+            "deviceInstances": [{"id": "d", "name": "d", "protocol": "p", "model": "m",
+                "twins": [{"propertyName": "x"}],
+                "propertyVisitors": [{"name": "x", "propertyName": "x", "modelName": "m",
+                    "protocol": "steered", "collectCycle": 200_000_000i64,
+                    "reportCycle": 500_000_000i64, "visitorConfig": {}}]}],
+            "deviceModels": [{"name": "m", "properties": [{"name": "x", "dataType": "int",
+                "accessMode": "ReadOnly"}]}],
+            "protocols": [{"name": "p", "protocol": "steered", "protocolConfig": {}}]
+        })
+        .to_string();
+        let mut loaded = crate::load(&driver, &profile, &ResolveOptions::default());
+        assert!(loaded.errors.is_empty(), "{:?}", loaded.errors);
+        let spec = Arc::new(loaded.devices.remove(0));
+        let (out, mut rx) = mpsc::channel(64);
+        let defs: Vec<&PropertyDef> = spec.properties.iter().map(|p| &*p.def).collect();
+        let opts = RuntimeOptions::default();
+        let worker = Worker {
+            metrics: crate::http::Telemetry::default().device(spec.id(), &defs),
+            driver: Arc::new(driver.clone()),
+            spec: Arc::clone(&spec),
+            out,
+            mailbox: Arc::new(Mailbox::new(Merge::Latest)),
+            cancel: CancellationToken::new(),
+            opts: Arc::new(opts.clone()),
+        };
+        let cancel = worker.cancel.clone();
+        let task = tokio::spawn(worker.run());
+        let mut twins = 0;
+        assert_eq!(next_state(&mut rx, &mut twins).await.1, DeviceState::Online);
+
+        // Lost while idle, and away for 10 s (connects refused).
+        driver.refuse.store(true, Ordering::SeqCst);
+        let connects = driver.connects.load(Ordering::SeqCst);
+        let lost_at = Instant::now();
+        driver.lost.send_replace(true);
+        let (at, state) = next_state(&mut rx, &mut twins).await;
+        assert_eq!(state, DeviceState::Offline);
+        assert!(
+            at - lost_at < Duration::from_millis(50),
+            "{:?}",
+            at - lost_at
+        );
+        twins = 0;
+        tokio::time::sleep_until(lost_at + Duration::from_secs(10)).await;
+        let attempts = driver.connects.load(Ordering::SeqCst) - connects;
+        // 200 ms, then at most 1.25 s apart: at least 8 attempts in 10 s (the plain
+        // backoff makes 5).
+        assert!(attempts >= 8, "{attempts} reconnect attempts in 10 s");
+
+        // Back: online within the relink interval (plus jitter), a report follows at once.
+        driver.refuse.store(false, Ordering::SeqCst);
+        let back = Instant::now();
+        let (at, state) = next_state(&mut rx, &mut twins).await;
+        assert_eq!(state, DeviceState::Online);
+        assert_eq!(twins, 0, "nothing reported while the link was down");
+        let limit = opts.relink_interval.mul_f64(1.25) + Duration::from_millis(50);
+        assert!(
+            at - back <= limit,
+            "online {:?} after coming back",
+            at - back
+        );
+        let (at, msg) = next_msg(&mut rx).await;
+        assert!(matches!(msg, Outbound::Twin { .. }), "{msg:?}");
+        assert!(
+            at - back <= limit,
+            "fresh report {:?} after coming back",
+            at - back
+        );
+
+        // A device that stays away longer than the window backs off as before.
+        driver.refuse.store(true, Ordering::SeqCst);
+        driver.lost.send_replace(true);
+        let lost_at = Instant::now();
+        assert_eq!(
+            next_state(&mut rx, &mut twins).await.1,
+            DeviceState::Offline
+        );
+        tokio::time::sleep_until(lost_at + opts.relink_window).await;
+        let before = driver.connects.load(Ordering::SeqCst);
+        tokio::time::sleep(Duration::from_secs(60)).await;
+        let late = driver.connects.load(Ordering::SeqCst) - before;
+        assert!(
+            late <= 4,
+            "{late} reconnect attempts in a minute after the window"
+        );
+        cancel.cancel();
+        task.await.unwrap();
+    }
 
     #[test]
     fn heartbeat_every_collect_survives_tick_jitter() {

@@ -17,8 +17,10 @@
 //! - [`fake`]: an in-memory stack for tests.
 //! - [`driver`]: [`BleDriver`], the `mapper_sdk::driver::Driver` implementation, and
 //!   [`BleDevice`] (reads, writes, notifications through `next_push`).
+//! - [`panic_guard`]: keeps bluez-async 0.9.0's known background-task panic out of the log.
 //!
-//! The binary is `mapper_sdk::main_with(BleDriver::default(), mapper_sdk::about!())`.
+//! The binary installs [`panic_guard::install`] and runs
+//! `mapper_sdk::main_with(BleDriver::default(), mapper_sdk::about!())`.
 
 pub mod btle;
 pub mod config;
@@ -26,6 +28,7 @@ pub mod convert;
 pub mod driver;
 pub mod fake;
 pub mod link;
+pub mod panic_guard;
 
 pub use config::{BleProtocol, BleVisitor};
 pub use driver::{BleDevice, BleDriver};

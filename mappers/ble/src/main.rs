@@ -5,5 +5,6 @@
 //! (`DBUS_SYSTEM_BUS_ADDRESS` points elsewhere, e.g. at a simulator).
 
 fn main() -> std::process::ExitCode {
+    ble_mapper::panic_guard::install();
     mapper_sdk::main_with(ble_mapper::BleDriver::default(), mapper_sdk::about!())
 }

@@ -211,6 +211,8 @@ pub struct FaultSpec {
     pub read_error: Option<ReadErrorKind>,
     /// No notifications are sent (`Notifying` stays true).
     pub mute_notifications: bool,
+    /// The device is out of range (runtime only, [`crate::Fault::OutOfRange`]).
+    pub out_of_range: bool,
 }
 
 // ---------------------------------------------------------------- raw mirror

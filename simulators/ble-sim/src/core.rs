@@ -151,6 +151,12 @@ pub(crate) struct Core {
     links: Vec<tokio::sync::Mutex<()>>,
 }
 
+/// How long a `Connect` of an out-of-range device stays pending before it fails.
+pub(crate) const PENDING_CONNECT_LIMIT: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// How often a pending `Connect` looks whether its device is back in range.
+const RANGE_POLL: std::time::Duration = std::time::Duration::from_millis(20);
+
 fn path(s: String) -> Result<OwnedObjectPath, SimError> {
     OwnedObjectPath::try_from(s).map_err(|e| SimError::DBus(zbus::Error::Variant(e)))
 }
@@ -314,6 +320,7 @@ impl Core {
 
     /// `Device1.Connect`: Connected, GATT objects, (delay), ServicesResolved.
     pub async fn connect(self: &Arc<Self>, conn: &Connection, d: usize) -> Result<(), BluezError> {
+        self.wait_in_range(d).await?;
         let link = self.links[d].lock().await;
         let (dev_path, delay, link_gen) = {
             let mut st = self.state();
@@ -374,6 +381,37 @@ impl Core {
         Ok(())
     }
 
+    /// An out-of-range device's `Connect` stays pending (BlueZ's LE connection attempt)
+    /// until the device is back, a `Disconnect` aborts it, or the attempt gives up.
+    async fn wait_in_range(&self, d: usize) -> Result<(), BluezError> {
+        let started = tokio::time::Instant::now();
+        let link_gen = self.state().devices[d].link_gen;
+        let mut pending = false;
+        loop {
+            {
+                let st = self.state();
+                let dev = &st.devices[d];
+                if !dev.faults.out_of_range {
+                    return Ok(());
+                }
+                if dev.link_gen != link_gen {
+                    tracing::info!(device = %dev.spec.address, "pending connect aborted");
+                    return Err(BluezError::Failed("Operation was aborted".to_owned()));
+                }
+                if !pending {
+                    pending = true;
+                    tracing::info!(device = %dev.spec.address, "connect pending (out of range)");
+                }
+            }
+            if started.elapsed() >= PENDING_CONNECT_LIMIT {
+                return Err(BluezError::Failed(
+                    "le-connection-abort-by-local".to_owned(),
+                ));
+            }
+            tokio::time::sleep(RANGE_POLL).await;
+        }
+    }
+
     /// Disconnect (client request, link drop, removal). Returns whether the
     /// device was connected.
     pub async fn disconnect(
@@ -386,12 +424,13 @@ impl Core {
         let dev_path = {
             let mut st = self.state();
             let dev = &mut st.devices[d];
+            // Also aborts a pending connect of an out-of-range device.
+            dev.link_gen += 1;
             if !dev.connected {
                 return Ok(false);
             }
             dev.connected = false;
             dev.resolved = false;
-            dev.link_gen += 1;
             for c in &mut dev.chars {
                 c.notifying = false;
             }

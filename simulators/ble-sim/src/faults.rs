@@ -61,6 +61,7 @@ impl DeviceFaultConfig {
             resolve_delay: Duration::from_millis(self.resolve_delay_ms),
             read_error: self.read_error,
             mute_notifications: self.mute_notifications,
+            out_of_range: false,
         }
     }
 }

@@ -52,6 +52,12 @@ pub enum Fault {
     ResolveDelay(Duration),
     /// No notifications while `true` (`Notifying` stays as the client set it).
     MuteNotifications(bool),
+    /// The device is out of range while `true` (its radio is off): `Connect` stays
+    /// pending, as BlueZ's LE connection attempt does, and completes once the fault is
+    /// cleared; a client `Disconnect` aborts it, and it fails with
+    /// `le-connection-abort-by-local` after 30 s. It does not drop a connected link by
+    /// itself (use [`BleSim::drop_link`]).
+    OutOfRange(bool),
 }
 
 /// A running simulator: owns `org.bluez` on a bus and serves the adapters
@@ -279,6 +285,7 @@ impl BleSim {
             Fault::ReadError(e) => dev.faults.read_error = e,
             Fault::ResolveDelay(t) => dev.faults.resolve_delay = t,
             Fault::MuteNotifications(on) => dev.faults.mute_notifications = on,
+            Fault::OutOfRange(on) => dev.faults.out_of_range = on,
             Fault::CharReadError { error, .. } => {
                 if let Some(c) = c {
                     dev.chars[c].read_error = error;
