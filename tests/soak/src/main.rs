@@ -47,6 +47,15 @@ async fn main() -> anyhow::Result<()> {
         "soak: panics logged: {}, warnings/errors logged: {}",
         r.panics, r.warnings
     );
+    let mut resumed: Vec<f64> = r.resume.iter().flatten().map(Duration::as_secs_f64).collect();
+    resumed.sort_by(f64::total_cmp);
+    println!(
+        "soak: first publish after the broker was back: {} of {} restarts within 10 s, median {:.2} s, max {:.2} s",
+        resumed.len(),
+        r.resume.len(),
+        resumed.get(resumed.len() / 2).copied().unwrap_or(0.0),
+        resumed.last().copied().unwrap_or(0.0)
+    );
     match &r.rss {
         Some(v) => println!(
             "soak: rss early {} KiB, late {} KiB, peak {} KiB, slope {:+.0} KiB/h: {}",

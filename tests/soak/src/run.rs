@@ -47,6 +47,9 @@ pub struct Report {
     pub rss: Option<RssVerdict>,
     /// How long the mapper took to apply every last desired value after the end.
     pub settle: Duration,
+    /// For each broker restart, how long after the broker was back the mapper's first
+    /// publish arrived (None: not within 10 s). Includes the peer's own reconnect.
+    pub resume: Vec<Option<Duration>>,
 }
 
 impl Report {
@@ -142,6 +145,7 @@ pub async fn run(o: &Options) -> Result<Report> {
     let mut crashed = None;
     let mut broker_back: Option<Instant> = None;
     let mut outages: Vec<(u8, Instant)> = Vec::new();
+    let mut resumes = Vec::new();
     let (mut pause, mut event) = next_event(&mut rng, n);
     let mut event_at = Instant::now() + pause;
     let mut tick = tokio::time::interval(Duration::from_millis(500));
@@ -164,6 +168,7 @@ pub async fn run(o: &Options) -> Result<Report> {
         if broker_back.is_some_and(|t| now >= t) {
             tokio::task::block_in_place(|| broker.restart());
             broker_back = None;
+            resumes.push(tokio::spawn(first_publish_after(peer.clone())));
         }
         outages.retain(|(unit, until)| {
             if now >= *until {
@@ -309,6 +314,10 @@ pub async fn run(o: &Options) -> Result<Report> {
         eprintln!("mapper log (tail):\n{}", tail(&log_path));
     }
     sim.shutdown().await;
+    let mut resume = Vec::new();
+    for r in resumes {
+        resume.push(r.await.ok().flatten());
+    }
     let warmup = (o.duration.as_secs_f64() / 10.0).min(120.0);
     Ok(Report {
         seed,
@@ -320,7 +329,29 @@ pub async fn run(o: &Options) -> Result<Report> {
         warnings,
         rss: rss_verdict(&rss, warmup),
         settle,
+        resume,
     })
+}
+
+/// Waits (up to 10 s) for the mapper's first publish after now: a twin update, a state
+/// or a twin/get (the peer also hears its own deltas, which do not count).
+async fn first_publish_after(peer: TwinPeer) -> Option<Duration> {
+    let t0 = Instant::now();
+    let from = peer.received.lock().ok()?.len();
+    while t0.elapsed() < Duration::from_secs(10) {
+        let seen = peer.received.lock().ok()?.get(from..).is_some_and(|new| {
+            new.iter().any(|m| {
+                m.topic.ends_with("/twin/update")
+                    || m.topic.ends_with("/state/update")
+                    || m.topic.ends_with("/twin/get")
+            })
+        });
+        if seen {
+            return Some(t0.elapsed());
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    None
 }
 
 fn set_expected(peer: &TwinPeer, device: &str, v: &str) {
