@@ -168,7 +168,7 @@ const FOREIGN_KEYS: &[&str] = &[
 ];
 
 /// Parses a config file's text like [`parse_config`], and returns the keys it does not
-/// know (typos, most of the time), apart from the [`FOREIGN_KEYS`] of KubeEdge's sample
+/// know (typos, most of the time), apart from the `FOREIGN_KEYS` of KubeEdge's sample
 /// configs.
 pub fn parse_config_noting(
     text: &str,

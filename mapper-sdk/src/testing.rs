@@ -72,14 +72,35 @@ impl MemoryState {
     }
 }
 
-/// A driver whose devices live in memory (protocol kind `memory` by default).
+/// A driver whose devices live in memory (protocol kind `memory` by default): the
+/// reference implementation of [`Driver`] and [`Device`], complete and small enough to
+/// read in one sitting. What each part shows:
+///
+/// - `handles`: claims its protocol kind (case-insensitively), as a real driver claims
+///   `modbus` or its custom-protocol name (see [`crate::driver::CustomProtocol`] for the
+///   `customized-protocol` wrapping of KubeEdge profiles).
+/// - `parse_protocol_noting` / `parse_visitor_noting`: typed configs parsed once at
+///   resolve time with [`config_from_json_noting`], so unknown keys become warnings with
+///   suggestions and bad values errors that name the field (`visitorConfig.key`).
+/// - `connect`: one handle per device; a [`MemoryDevice::connect_error`] is returned as
+///   is, so tests can see what the SDK does with `Link`, `Timeout` or `Refused` there.
+/// - `read` / `write`: [`MemoryDevice::io_error`] fails every transaction (the SDK's
+///   offline counting and write retries), a missing key is `Refused` (the device is
+///   online but cannot serve that property).
+///
+/// [`MemoryState`] is shared: a test keeps a clone to set values, switch faults and count
+/// connects, reads and writes. `docs/writing-a-mapper.md` walks through a network driver
+/// (`mappers/http`) built the same way.
 #[derive(Debug, Clone)]
 pub struct MemoryDriver {
+    /// The protocol kind this driver handles (`memory` unless a test changes it).
     pub kind: String,
+    /// The devices, shared with the test.
     pub state: MemoryState,
 }
 
 impl MemoryDriver {
+    /// A driver for the devices in `state`, protocol kind `memory`.
     pub fn new(state: MemoryState) -> Self {
         Self {
             kind: "memory".into(),

@@ -47,7 +47,12 @@ async fn main() -> anyhow::Result<()> {
         "soak: panics logged: {}, warnings/errors logged: {}",
         r.panics, r.warnings
     );
-    let mut resumed: Vec<f64> = r.resume.iter().flatten().map(Duration::as_secs_f64).collect();
+    let mut resumed: Vec<f64> = r
+        .resume
+        .iter()
+        .flatten()
+        .map(Duration::as_secs_f64)
+        .collect();
     resumed.sort_by(f64::total_cmp);
     println!(
         "soak: first publish after the broker was back: {} of {} restarts within 10 s, median {:.2} s, max {:.2} s",
