@@ -395,6 +395,114 @@ impl Drop for Mosquitto {
     }
 }
 
+/// The environment variables the mapper binaries read; [`mapper_command`] clears them so
+/// the caller's shell does not leak into a test.
+pub const MAPPER_ENV: &[&str] = &[
+    "MAPPER_CONFIG_FILE",
+    "MQTT_SERVER",
+    "MQTT_USERNAME",
+    "MQTT_PASSWORD",
+    "MQTT_CLIENT_ID",
+    "DEVICE_PROFILE_PATH",
+    "DEVICE_PROFILE",
+    "NODE_NAME",
+    "MAPPER_SOURCE",
+    "META_SERVER",
+    "RUST_LOG",
+    "LOG_FORMAT",
+    "NO_COLOR",
+];
+
+/// A command for the mapper binary `bin`, run in `dir`, with [`MAPPER_ENV`] cleared and
+/// stdin closed.
+pub fn mapper_command(bin: impl AsRef<std::ffi::OsStr>, dir: &std::path::Path) -> Command {
+    let mut cmd = Command::new(bin);
+    cmd.current_dir(dir).stdin(Stdio::null());
+    for v in MAPPER_ENV {
+        cmd.env_remove(v);
+    }
+    cmd
+}
+
+/// A mapper binary as a child process for tests: its stderr in a file, stopped with
+/// SIGTERM (and waited for) on drop, its log printed when the test fails.
+pub struct MapperProcess {
+    pub child: Child,
+    pub log: PathBuf,
+    name: String,
+}
+
+impl MapperProcess {
+    /// Starts `cmd` with stderr into `dir/mapper.log`.
+    pub fn spawn(mut cmd: Command, dir: &std::path::Path) -> Self {
+        let log = dir.join("mapper.log");
+        let name = std::path::Path::new(cmd.get_program())
+            .file_name()
+            .map_or_else(|| "mapper".into(), |n| n.to_string_lossy().into_owned());
+        let child = cmd
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap();
+        Self { child, log, name }
+    }
+
+    /// What the mapper logged so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Whether it is still running.
+    pub fn running(&mut self) -> bool {
+        self.child.try_wait().unwrap().is_none()
+    }
+
+    /// Waits until the log holds `text` (true) or `limit` passes or the mapper exits
+    /// (false).
+    pub fn wait_for_log(&mut self, text: &str, limit: Duration) -> bool {
+        let deadline = Instant::now() + limit;
+        loop {
+            if self.log().contains(text) {
+                return true;
+            }
+            if Instant::now() >= deadline || !self.running() {
+                return self.log().contains(text);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// SIGTERM, then waits (with a deadline) for the exit; `None` if it did not exit (it
+    /// is killed then).
+    pub fn stop(&mut self) -> Option<std::process::ExitStatus> {
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.child.id().to_string())
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        None
+    }
+}
+
+impl Drop for MapperProcess {
+    fn drop(&mut self) {
+        if self.child.try_wait().ok().flatten().is_none() {
+            self.stop();
+        }
+        if std::thread::panicking() {
+            eprintln!("----- {} log -----\n{}", self.name, self.log());
+        }
+    }
+}
+
 /// One message the peer received.
 #[derive(Debug, Clone)]
 pub struct Received {

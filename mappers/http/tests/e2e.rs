@@ -5,100 +5,25 @@
 mod common;
 
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::{plug_profile, plug_sim};
 use http_sim::Fault;
-use mapper_sdk::testing::{Mosquitto, TwinPeer, wait_until};
+use mapper_sdk::testing::{MapperProcess, Mosquitto, TwinPeer, mapper_command, wait_until};
 use serde_json::{Value as Json, json};
 
 const WAIT: Duration = Duration::from_secs(20);
 
-/// The environment variables the mapper reads; cleared so the caller's shell does not
-/// leak into the test.
-const MAPPER_ENV: &[&str] = &[
-    "MAPPER_CONFIG_FILE",
-    "MQTT_SERVER",
-    "MQTT_USERNAME",
-    "MQTT_PASSWORD",
-    "MQTT_CLIENT_ID",
-    "DEVICE_PROFILE_PATH",
-    "DEVICE_PROFILE",
-    "NODE_NAME",
-    "MAPPER_SOURCE",
-    "META_SERVER",
-    "RUST_LOG",
-    "LOG_FORMAT",
-    "NO_COLOR",
-];
-
-/// The binary as a child process, its stderr in a file; stopped with SIGTERM on drop,
-/// its log printed when the test failed.
-struct MapperProcess {
-    child: Child,
-    log: std::path::PathBuf,
-}
-
-impl MapperProcess {
-    fn start(dir: &Path, broker: &Mosquitto, profile: &Json) -> Self {
-        let file = dir.join("deviceProfile.json");
-        std::fs::write(&file, profile.to_string()).unwrap();
-        let log = dir.join("mapper.log");
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_http-mapper"));
-        for v in MAPPER_ENV {
-            cmd.env_remove(v);
-        }
-        let child = cmd
-            .current_dir(dir)
-            .arg("--mqtt-address")
-            .arg(broker.url())
-            .arg("--profile")
-            .arg(&file)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap())
-            .spawn()
-            .unwrap();
-        Self { child, log }
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    async fn wait_for_log(&self, text: &str) -> bool {
-        wait_until(WAIT, || self.log().contains(text)).await
-    }
-
-    /// SIGTERM, then waits for the exit (killed after 15 s).
-    fn stop(&mut self) -> Option<std::process::ExitStatus> {
-        let _ = Command::new("kill")
-            .arg("-TERM")
-            .arg(self.child.id().to_string())
-            .status();
-        let deadline = Instant::now() + Duration::from_secs(15);
-        while Instant::now() < deadline {
-            if let Ok(Some(status)) = self.child.try_wait() {
-                return Some(status);
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        None
-    }
-}
-
-impl Drop for MapperProcess {
-    fn drop(&mut self) {
-        if self.child.try_wait().ok().flatten().is_none() {
-            self.stop();
-        }
-        if std::thread::panicking() {
-            eprintln!("----- http-mapper log -----\n{}", self.log());
-        }
-    }
+/// Writes `profile` into `dir` and starts the binary on it and the broker.
+fn start_mapper(dir: &Path, broker: &Mosquitto, profile: &Json) -> MapperProcess {
+    let file = dir.join("deviceProfile.json");
+    std::fs::write(&file, profile.to_string()).unwrap();
+    let mut cmd = mapper_command(env!("CARGO_BIN_EXE_http-mapper"), dir);
+    cmd.arg("--mqtt-address")
+        .arg(broker.url())
+        .arg("--profile")
+        .arg(&file);
+    MapperProcess::spawn(cmd, dir)
 }
 
 async fn expect(peer: &TwinPeer, device: &str, values: &[(&str, &str)]) {
@@ -166,7 +91,7 @@ async fn the_binary_reports_writes_goes_offline_and_recovers() {
         plug_profile(plug_server.port()),
         second_plug(other_server.port()),
     ]);
-    let mapper = MapperProcess::start(dir.path(), &broker, &profile);
+    let mapper = start_mapper(dir.path(), &broker, &profile);
 
     // Every property reaches the twin, exactly as the device holds it.
     expect(
@@ -186,9 +111,10 @@ async fn the_binary_reports_writes_goes_offline_and_recovers() {
     // The bad visitor is an error naming the device, the property and the field; the
     // rest of that device runs.
     assert!(
-        mapper
-            .wait_for_log("visitorConfig.configData.pointer")
-            .await
+        wait_until(WAIT, || mapper
+            .log()
+            .contains("visitorConfig.configData.pointer"))
+        .await
     );
     let log = mapper.log();
     let line = log
@@ -247,9 +173,10 @@ async fn the_binary_reports_writes_goes_offline_and_recovers() {
     peer.send_delta("smart-plug", &[("power-limit", "3500")])
         .await;
     assert!(
-        mapper
-            .wait_for_log("desired value cannot be written; dropped")
-            .await
+        wait_until(WAIT, || mapper
+            .log()
+            .contains("desired value cannot be written; dropped"))
+        .await
     );
     let refused = |s: &http_sim::Stats| s.writes.iter().filter(|w| w.status == 422).count();
     assert_eq!(refused(&plug.stats()), 1);

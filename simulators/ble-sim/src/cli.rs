@@ -3,7 +3,6 @@
 
 use std::collections::BTreeMap;
 
-use anyhow::{Context as _, bail};
 use ble_sim::{
     CharFaultConfig, DeviceFaultConfig, FaultMode, FaultRequest, LinkRequest, ReadErrorKind,
 };
@@ -121,33 +120,17 @@ fn request(args: &FaultArgs) -> anyhow::Result<(&'static str, &'static str, Opti
 }
 
 fn parse_doc(doc: &str) -> anyhow::Result<DeviceFaultConfig> {
-    let (text, origin) = match doc.strip_prefix('@') {
-        Some(path) => (
-            std::fs::read_to_string(path)
-                .with_context(|| format!("cannot read the fault document {path}"))?,
-            path.to_owned(),
-        ),
-        None => (doc.to_owned(), "the fault document".to_owned()),
-    };
-    serde_saphyr::from_str(&text).map_err(|e| {
-        anyhow::anyhow!(
-            "{origin}: {e} (expected the device file's fault keys: refuse_connect, resolve_delay_ms, read_error, mute_notifications, characteristics)"
-        )
-    })
+    Ok(sim_control::read_document(
+        doc,
+        "the device file's fault keys: refuse_connect, resolve_delay_ms, read_error, mute_notifications, characteristics",
+    )?)
 }
 
 /// Sends the request; prints the answer (JSON) on stdout. A refused
 /// request is an error carrying the simulator's message.
 pub async fn run(args: FaultArgs) -> anyhow::Result<()> {
     let (method, path, body) = request(&args)?;
-    let reply = sim_control::send(&args.control, method, path, body.as_deref()).await?;
-    if !reply.is_success() {
-        bail!(
-            "the simulator refused the request ({}): {}",
-            reply.status,
-            reply.message()
-        );
-    }
-    print!("{}", reply.body);
+    let reply = sim_control::send_ok(&args.control, method, path, body.as_deref()).await?;
+    print!("{reply}");
     Ok(())
 }

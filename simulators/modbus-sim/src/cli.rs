@@ -1,7 +1,7 @@
 //! The `modbus-sim fault` subcommand: turn the command line into a control
 //! request and send it to a running simulator's `--control` endpoint.
 
-use anyhow::{Context as _, bail};
+use anyhow::bail;
 use clap::{Args, Subcommand};
 use modbus_sim::{
     DropRequest, ExceptionRule, FaultConfig, FaultMode, FaultRequest, LateConfig, TableKind,
@@ -161,33 +161,17 @@ fn request(args: &FaultArgs) -> anyhow::Result<(&'static str, &'static str, Opti
 }
 
 fn parse_doc(doc: &str) -> anyhow::Result<FaultConfig> {
-    let (text, origin) = match doc.strip_prefix('@') {
-        Some(path) => (
-            std::fs::read_to_string(path)
-                .with_context(|| format!("cannot read the fault document {path}"))?,
-            path.to_owned(),
-        ),
-        None => (doc.to_owned(), "the fault document".to_owned()),
-    };
-    serde_saphyr::from_str(&text).map_err(|e| {
-        anyhow::anyhow!(
-            "{origin}: {e} (expected the map's fault keys: silent, delay_ms, late, exceptions, drop_connection_after, corrupt_crc_every)"
-        )
-    })
+    Ok(sim_control::read_document(
+        doc,
+        "the map's fault keys: silent, delay_ms, late, exceptions, drop_connection_after, corrupt_crc_every",
+    )?)
 }
 
 /// Sends the request; prints the answer (JSON) on stdout. A refused
 /// request is an error carrying the simulator's message.
 pub async fn run(args: FaultArgs) -> anyhow::Result<()> {
     let (method, path, body) = request(&args)?;
-    let reply = sim_control::send(&args.control, method, path, body.as_deref()).await?;
-    if !reply.is_success() {
-        bail!(
-            "the simulator refused the request ({}): {}",
-            reply.status,
-            reply.message()
-        );
-    }
-    print!("{}", reply.body);
+    let reply = sim_control::send_ok(&args.control, method, path, body.as_deref()).await?;
+    print!("{reply}");
     Ok(())
 }

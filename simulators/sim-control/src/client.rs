@@ -70,6 +70,48 @@ pub async fn send(
     }
 }
 
+/// Like [`send`], but a non-2xx answer is [`ClientError::Refused`] with the simulator's
+/// message; returns the body of a successful answer.
+pub async fn send_ok(
+    addr: &str,
+    method: &str,
+    path: &str,
+    body: Option<&str>,
+) -> Result<String, ClientError> {
+    let reply = send(addr, method, path, body).await?;
+    if reply.is_success() {
+        Ok(reply.body)
+    } else {
+        Err(ClientError::Refused {
+            status: reply.status,
+            message: reply.message(),
+        })
+    }
+}
+
+/// Reads a fault document given on a `fault` command line: inline JSON or YAML, or
+/// `@PATH` for a file. `expected` names the keys it may hold (for the error).
+pub fn read_document<T: serde::de::DeserializeOwned>(
+    doc: &str,
+    expected: &str,
+) -> Result<T, ClientError> {
+    let (text, origin) = match doc.strip_prefix('@') {
+        Some(path) => (
+            std::fs::read_to_string(path).map_err(|e| ClientError::ReadDocument {
+                path: path.to_owned(),
+                message: e.to_string(),
+            })?,
+            path.to_owned(),
+        ),
+        None => (doc.to_owned(), "the fault document".to_owned()),
+    };
+    serde_saphyr::from_str(&text).map_err(|e| ClientError::Document {
+        origin,
+        message: e.to_string(),
+        expected: expected.to_owned(),
+    })
+}
+
 async fn exchange(
     host: &str,
     method: Method,

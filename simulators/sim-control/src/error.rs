@@ -56,4 +56,30 @@ pub enum ClientError {
         /// The deadline.
         seconds: u64,
     },
+    /// The simulator answered with an error status.
+    #[error("the simulator refused the request ({status}): {message}")]
+    Refused {
+        /// HTTP status code.
+        status: u16,
+        /// The simulator's message.
+        message: String,
+    },
+    /// A fault document named with `@PATH` could not be read.
+    #[error("cannot read the fault document {path}: {message}")]
+    ReadDocument {
+        /// The path.
+        path: String,
+        /// The I/O error.
+        message: String,
+    },
+    /// A fault document is not in the expected format.
+    #[error("{origin}: {message} (expected {expected})")]
+    Document {
+        /// The path, or "the fault document" when given inline.
+        origin: String,
+        /// The parser's message.
+        message: String,
+        /// Which keys the document may hold.
+        expected: String,
+    },
 }

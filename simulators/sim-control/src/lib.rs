@@ -38,7 +38,7 @@ mod error;
 mod mode;
 mod server;
 
-pub use client::{Reply, send};
+pub use client::{Reply, read_document, send, send_ok};
 pub use error::{ClientError, ControlError};
 pub use mode::FaultMode;
 pub use server::{

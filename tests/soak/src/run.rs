@@ -2,11 +2,10 @@
 //! child process, and a twin peer playing edgecore.
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
-use mapper_sdk::testing::{Mosquitto, TwinPeer};
+use mapper_sdk::testing::{MapperProcess, Mosquitto, TwinPeer, mapper_command};
 use modbus_sim::{Fault, MapFile, Simulator};
 use rand::{Rng, SeedableRng, rngs::StdRng};
 
@@ -63,21 +62,6 @@ impl Report {
     }
 }
 
-/// The environment variables the mapper reads, cleared so the caller's shell does not leak in.
-const MAPPER_ENV: &[&str] = &[
-    "MAPPER_CONFIG_FILE",
-    "MQTT_SERVER",
-    "MQTT_USERNAME",
-    "MQTT_PASSWORD",
-    "MQTT_CLIENT_ID",
-    "DEVICE_PROFILE_PATH",
-    "DEVICE_PROFILE",
-    "NODE_NAME",
-    "MAPPER_SOURCE",
-    "META_SERVER",
-    "LOG_FORMAT",
-];
-
 /// Runs the soak and judges it.
 pub async fn run(o: &Options) -> Result<Report> {
     if !o.mapper.exists() {
@@ -112,9 +96,9 @@ pub async fn run(o: &Options) -> Result<Report> {
     )?;
 
     let peer = TwinPeer::connect(broker.port).await;
-    let log_path = dir.path().join("mapper.log");
-    let mut mapper = spawn_mapper(&bin, dir.path(), &broker.url(), &profile_path, &log_path)?;
-    let pid = mapper.id();
+    let mut mapper = spawn_mapper(&bin, dir.path(), &broker.url(), &profile_path);
+    let log_path = mapper.log.clone();
+    let pid = mapper.child.id();
     println!(
         "soak: seed {seed}, {n} devices, mapper pid {pid}, broker port {}, modbus {addr}",
         broker.port
@@ -125,7 +109,7 @@ pub async fn run(o: &Options) -> Result<Report> {
             .wait_subscribed(&device_name(i), Duration::from_secs(60))
             .await
         {
-            let _ = stop(&mut mapper);
+            mapper.stop();
             bail!(
                 "{} never asked for its twin; mapper log:\n{}",
                 device_name(i),
@@ -155,7 +139,7 @@ pub async fn run(o: &Options) -> Result<Report> {
     while start.elapsed() < o.duration {
         tick.tick().await;
         ticks += 1;
-        if let Some(status) = mapper.try_wait()? {
+        if let Some(status) = mapper.child.try_wait()? {
             crashed = Some(format!("the mapper exited with {status}"));
             break;
         }
@@ -295,12 +279,15 @@ pub async fn run(o: &Options) -> Result<Report> {
     }
     let settle = calm.elapsed();
     if crashed.is_none() {
-        if let Some(status) = mapper.try_wait()? {
+        if let Some(status) = mapper.child.try_wait()? {
             crashed = Some(format!("the mapper exited with {status}"));
         } else {
-            let status = stop(&mut mapper)?;
-            if !status.success() {
-                crashed = Some(format!("the mapper ended with {status} on SIGTERM"));
+            match mapper.stop() {
+                Some(status) if status.success() => {}
+                Some(status) => {
+                    crashed = Some(format!("the mapper ended with {status} on SIGTERM"))
+                }
+                None => crashed = Some("the mapper did not exit within 15 s of SIGTERM".into()),
             }
         }
     }
@@ -362,42 +349,16 @@ fn set_expected(peer: &TwinPeer, device: &str, v: &str) {
     }
 }
 
-fn spawn_mapper(bin: &Path, dir: &Path, url: &str, profile: &Path, log: &Path) -> Result<Child> {
-    let mut cmd = Command::new(bin);
-    for v in MAPPER_ENV {
-        cmd.env_remove(v);
-    }
-    cmd.current_dir(dir)
-        .env("NO_COLOR", "1")
+/// Starts the mapper in `dir` (its log in `dir/mapper.log`).
+fn spawn_mapper(bin: &Path, dir: &Path, url: &str, profile: &Path) -> MapperProcess {
+    let mut cmd = mapper_command(bin, dir);
+    cmd.env("NO_COLOR", "1")
         .env("RUST_LOG", "info")
         .arg("--mqtt-address")
         .arg(url)
         .arg("--profile")
-        .arg(profile)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(log)?);
-    cmd.spawn()
-        .with_context(|| format!("starting {}", bin.display()))
-}
-
-/// SIGTERM by PID, then wait (SIGKILL after 20 s).
-fn stop(child: &mut Child) -> Result<std::process::ExitStatus> {
-    let _ = Command::new("kill")
-        .arg("-TERM")
-        .arg(child.id().to_string())
-        .status();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        if let Some(s) = child.try_wait()? {
-            return Ok(s);
-        }
-        if Instant::now() >= deadline {
-            let _ = child.kill();
-            return Ok(child.wait()?);
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
+        .arg(profile);
+    MapperProcess::spawn(cmd, dir)
 }
 
 fn rss_kib(pid: u32) -> Option<u64> {
